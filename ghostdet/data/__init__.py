@@ -1,0 +1,1 @@
+"""Datasets, scanning/validation, transforms and loaders."""

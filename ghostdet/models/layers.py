@@ -1,0 +1,95 @@
+"""Building blocks shared by backbones, necks and heads."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def make_divisible(v: float, divisor: int = 4, min_value: int | None = None) -> int:
+    """Round channels to a multiple of ``divisor`` without dropping more than 10% (the GhostNet/MobileNet rule)."""
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def hard_sigmoid(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """relu6(x + 3) / 6, the gate GhostNet's squeeze-excitation uses."""
+    return F.relu6(x + 3.0, inplace=inplace) / 6.0
+
+
+class ConvBNAct(nn.Module):
+    """Conv2d (no bias) + BatchNorm2d + activation. ``fuse()`` folds the BN into the conv."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, groups: int = 1,
+                 act: bool | nn.Module = True):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_chs)
+        self.act = (nn.ReLU(inplace=True) if act is True else act) if act else nn.Identity()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class GhostModule(nn.Module):
+    """Ghost module (Han et al., CVPR 2020): a primary conv makes ``ceil(out/ratio)`` maps, a cheap depthwise
+    conv makes the rest from them; both concatenated. Keys follow the authors' release
+    (``primary_conv.{0,1}``, ``cheap_operation.{0,1}``) so their checkpoints load by name."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, ratio: int = 2, dw_size: int = 3,
+                 stride: int = 1, act: bool = True):
+        super().__init__()
+        self.out_chs = out_chs
+        init_chs = math.ceil(out_chs / ratio)
+        new_chs = init_chs * (ratio - 1)
+        self.primary_conv = nn.Sequential(
+            nn.Conv2d(in_chs, init_chs, kernel_size, stride, kernel_size // 2, bias=False),
+            nn.BatchNorm2d(init_chs),
+            nn.ReLU(inplace=True) if act else nn.Identity(),
+        )
+        self.cheap_operation = nn.Sequential(
+            nn.Conv2d(init_chs, new_chs, dw_size, 1, dw_size // 2, groups=init_chs, bias=False),
+            nn.BatchNorm2d(new_chs),
+            nn.ReLU(inplace=True) if act else nn.Identity(),
+        )
+
+    def forward(self, x):
+        x1 = self.primary_conv(x)
+        x2 = self.cheap_operation(x1)
+        out = torch.cat([x1, x2], dim=1)
+        return out if out.shape[1] == self.out_chs else out[:, : self.out_chs]
+
+
+@torch.no_grad()
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv with bias equal to ``bn(conv(x))`` in eval mode."""
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+@torch.no_grad()
+def fuse_conv_bn_modules(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that directly follows a Conv2d (as siblings in a Sequential, or
+    ``conv``/``bn`` attributes of ConvBNAct) into that conv, in place. Outputs stay the same in eval mode."""
+    for module in list(model.modules()):
+        if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.BatchNorm2d):
+            module.conv = fuse_conv_bn(module.conv, module.bn)
+            module.bn = nn.Identity()
+        elif isinstance(module, nn.Sequential):
+            keys = list(module._modules.keys())
+            for a, b in zip(keys, keys[1:]):
+                conv, bn = module._modules[a], module._modules[b]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    module._modules[a] = fuse_conv_bn(conv, bn)
+                    module._modules[b] = nn.Identity()
+    return model

@@ -1,0 +1,19 @@
+"""Structural re-parameterization for deployment."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+@torch.no_grad()
+def reparameterize(model: nn.Module) -> nn.Module:
+    """Fuse every re-parameterizable block inside ``model`` in place and return it.
+
+    A block opts in by defining a ``reparameterize()`` method that rewrites itself into its
+    deploy form (e.g. RepGhost's depthwise + BN-identity branches into one depthwise conv with bias).
+    Calling this twice is harmless: blocks already in deploy form do nothing.
+    """
+    for module in list(model.modules()):
+        if module is not model and hasattr(module, "reparameterize") and callable(module.reparameterize):
+            module.reparameterize()
+    return model

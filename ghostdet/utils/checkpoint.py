@@ -1,0 +1,113 @@
+"""Checkpoint files: atomic writes and safe reads.
+
+A checkpoint is a dict of tensors and plain Python data only, so it loads with
+``torch.load(f, weights_only=True)``: loading never executes code from the file.
+Layout written by the trainer (see docs/CONTRACTS.md):
+``model`` (state dict), ``ema`` (state dict or None), ``ema_updates``, ``optimizer``, ``scheduler``,
+``scaler``, ``epoch``, ``rng``, ``config`` (resolved train config as plain dict), ``names``,
+``category_ids`` (COCO ids per class or None), ``metrics``, ``ghostdet_version``.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ghostdet.utils.errors import CheckpointError
+
+
+def save_checkpoint(obj: dict, path: str | os.PathLike) -> Path:
+    """Write ``obj`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    A crash at any point leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """Read a checkpoint or weights file without executing any code stored in it.
+
+    Raises CheckpointError with a one-line message for a missing file, a file that is not a
+    PyTorch checkpoint, and a file that needs arbitrary unpickling (the way model files attack users).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file; check the path (e.g. runs/train/<date>/<time>/weights/best.pt)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported object"
+        if "Unsupported global" in str(e) or "weights_only" in str(e):
+            first = "it contains pickled Python objects that would run code when loaded"
+        raise CheckpointError(
+            f"{path}: refused to load: {first}; only files of tensors and plain data are accepted "
+            "(re-save the weights with torch.save(model.state_dict(), ...) from code you trust)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg}); is the file complete and a .pt/.pth file?") from None
+
+
+def model_state(ckpt: dict) -> dict:
+    """The weights to deploy from a trainer checkpoint: the EMA weights when present, else the raw model."""
+    if not isinstance(ckpt, dict):
+        raise CheckpointError("checkpoint is not a dict; expected a ghostdet training checkpoint")
+    state = ckpt.get("ema") or ckpt.get("model")
+    if not isinstance(state, dict):
+        raise CheckpointError("checkpoint holds no 'model' or 'ema' state dict; is this a ghostdet training checkpoint?")
+    return state
+
+
+def build_model_from_checkpoint(ckpt_or_path: dict | str | os.PathLike, map_location: Any = "cpu"):
+    """Rebuild the detector described by a ghostdet checkpoint and load its (EMA) weights.
+
+    Returns ``(model, meta)`` where meta has ``names``, ``category_ids``, ``imgsz`` and ``config``.
+    The model is in eval mode on ``map_location``.
+    """
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    if isinstance(ckpt_or_path, dict):
+        ckpt, where = ckpt_or_path, "checkpoint"
+    else:
+        ckpt, where = load_checkpoint(ckpt_or_path, map_location="cpu"), str(ckpt_or_path)
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in (ckpt.get("config") or {}):
+        raise CheckpointError(f"{where}: not a ghostdet training checkpoint (no 'config.model'); pass a weights/best.pt or last.pt written by tools/train.py")
+    names = list(ckpt.get("names") or [])
+    model_cfg = OmegaConf.create(ckpt["config"]["model"])
+    try:
+        model = instantiate(model_cfg, num_classes=len(names)) if names else instantiate(model_cfg)
+    except Exception as e:  # a config this version cannot build
+        raise CheckpointError(f"{where}: cannot rebuild the model from its stored config ({type(e).__name__}: {e})") from None
+    state = model_state(ckpt)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{where}: weights do not fit the stored model config (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
+        )
+    model.to(map_location).eval()
+    meta = {
+        "names": names,
+        "category_ids": ckpt.get("category_ids"),
+        "imgsz": (ckpt.get("config") or {}).get("imgsz", 640),
+        "config": ckpt.get("config"),
+    }
+    return model, meta
