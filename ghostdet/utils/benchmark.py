@@ -1,0 +1,51 @@
+"""Latency measurement in one place: explicit thread count, warm-up, repeats, median.
+
+Every benchmark script (tools/benchmark.py and others) times through ``measure_latency`` so their
+figures are comparable.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set PyTorch's intra-op threads (``None``: the number of CPUs this process may use) and return it.
+
+    Record the value next to any timing: CPU latency depends on it more than on anything else.
+    """
+    if threads is None or threads <= 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
+def measure_latency(fn: Callable[[], object], warmup: int = 5, repeats: int = 20, device: str | torch.device = "cpu") -> dict:
+    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed calls (CUDA synchronised).
+
+    Returns milliseconds per call: ``median`` (the figure to report), ``mean``, ``min``, ``max``, and ``repeats``.
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    device = torch.device(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(max(warmup, 0)):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return {
+        "median": statistics.median(times),
+        "mean": statistics.fmean(times),
+        "min": min(times),
+        "max": max(times),
+        "repeats": repeats,
+    }
