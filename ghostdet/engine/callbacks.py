@@ -1,0 +1,126 @@
+"""What a run writes besides checkpoints: results.csv, PNG plots, TensorBoard events, the closing summary."""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LOSS_KEYS = ("box", "cls", "dfl")
+METRIC_KEYS = ("mAP50", "mAP50-95", "mAP75")
+CSV_COLUMNS = ("epoch", "box_loss", "cls_loss", "dfl_loss", "lr", *METRIC_KEYS, "epoch_time_s")
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+class RunLogger:
+    """Rank-0 writer of per-epoch results. ``log_epoch`` appends one CSV row (mAP cells are empty on epochs
+    without evaluation), refreshes the plots and the TensorBoard scalars.
+
+    On resume the CSV is cut back to the epochs the checkpoint has, so a run interrupted after writing
+    its CSV row but before its checkpoint never shows an epoch twice.
+    """
+
+    def __init__(self, run_dir: str | Path, resume_epoch: int | None = None, tensorboard: bool = True, plots: bool = True):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.csv_path = self.run_dir / "results.csv"
+        self.plots = plots
+        self.rows: list[dict] = []
+        if resume_epoch is not None and self.csv_path.is_file():
+            with open(self.csv_path, newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if r.get("epoch") and int(r["epoch"]) <= resume_epoch]
+        self._rewrite_csv()
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                log.debug("tensorboard not installed; no event files")
+            else:
+                self.tb = SummaryWriter(log_dir=str(self.run_dir))
+
+    def _rewrite_csv(self) -> None:
+        with open(self.csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def log_epoch(self, epoch: int, losses: dict, lr: float, metrics: dict | None, epoch_time_s: float) -> None:
+        """``epoch`` is 1-based (the number of finished epochs)."""
+        metrics = metrics or {}
+        row = {"epoch": str(epoch), "lr": _fmt(float(lr)), "epoch_time_s": _fmt(float(epoch_time_s))}
+        for k in LOSS_KEYS:
+            row[f"{k}_loss"] = _fmt(float(losses[k])) if k in losses else ""
+        for k in METRIC_KEYS:
+            row[k] = _fmt(float(metrics[k])) if metrics.get(k) is not None else ""
+        self.rows.append(row)
+        with open(self.csv_path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore").writerow(row)
+        if self.tb is not None:
+            for k in LOSS_KEYS:
+                if k in losses:
+                    self.tb.add_scalar(f"train/{k}_loss", float(losses[k]), epoch)
+            self.tb.add_scalar("lr", float(lr), epoch)
+            for k in METRIC_KEYS:
+                if metrics.get(k) is not None:
+                    self.tb.add_scalar(f"val/{k}", float(metrics[k]), epoch)
+            self.tb.flush()
+        if self.plots:
+            self.plot()
+
+    def plot(self) -> None:
+        """``losses.png`` (training losses per epoch) and ``mAP.png`` (validation mAP per evaluated epoch)."""
+        if not self.rows:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        epochs = [int(r["epoch"]) for r in self.rows]
+
+        def series(key):
+            pts = [(e, float(r[key])) for e, r in zip(epochs, self.rows) if r.get(key) not in (None, "")]
+            return [p[0] for p in pts], [p[1] for p in pts]
+
+        fig, axes = plt.subplots(1, len(LOSS_KEYS), figsize=(4 * len(LOSS_KEYS), 3), squeeze=False)
+        for ax, k in zip(axes[0], LOSS_KEYS):
+            x, y = series(f"{k}_loss")
+            ax.plot(x, y, marker=".")
+            ax.set_title(f"train {k} loss")
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.run_dir / "losses.png", dpi=100)
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for k in ("mAP50", "mAP50-95"):
+            x, y = series(k)
+            ax.plot(x, y, marker="o", label=k)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("COCO mAP (val)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(self.run_dir / "mAP.png", dpi=100)
+        plt.close(fig)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def summary_table(rows: list[tuple[str, str]]) -> str:
+    """A two-column plain-text table."""
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 2 + max(len(v) for _, v in rows))
+    return "\n".join([line, *(f"{k:<{width}}  {v}" for k, v in rows), line])

@@ -1,0 +1,506 @@
+"""The training loop: data, model, loss, optimizer, schedule, EMA, AMP, DDP, evaluation, checkpoints, resume."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig, OmegaConf
+
+import ghostdet
+from ghostdet.engine import distributed as dist_utils
+from ghostdet.engine.callbacks import LOSS_KEYS, RunLogger, summary_table
+from ghostdet.engine.ema import ModelEMA, unwrap_model
+from ghostdet.engine.optim import WarmupDecayLR, build_optimizer
+from ghostdet.engine.runtime import rng_state, seed_everything, select_device, set_rng_state
+from ghostdet.utils.checkpoint import load_checkpoint, save_checkpoint
+from ghostdet.utils.errors import CheckpointError, ConfigError, GhostdetError
+
+log = logging.getLogger(__name__)
+
+# what a resumed run may change; everything else comes from the checkpoint's config so the run continues as it was
+RESUME_OVERRIDABLE = ("epochs", "device", "workers", "eval_interval")
+
+
+class TrainingError(GhostdetError):
+    """Training cannot go on (e.g. the loss stayed non-finite); the last good checkpoint is kept."""
+
+
+def find_resume_checkpoint(resume: Any, runs_root: str | Path = "runs/train") -> Path:
+    """``resume=true`` → the newest ``<runs_root>/**/weights/last.pt``; a path → that file (or ``<dir>/weights/last.pt``)."""
+    if resume is True or str(resume).lower() == "true":
+        candidates = sorted(Path(runs_root).glob("**/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise CheckpointError(f"resume=true: no {runs_root}/**/weights/last.pt found; pass resume=PATH/TO/last.pt")
+        return candidates[-1]
+    path = Path(str(resume))
+    if path.is_dir():
+        path = path / "weights" / "last.pt" if (path / "weights" / "last.pt").is_file() else path / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"resume={resume}: no such checkpoint; pass a run's weights/last.pt or resume=true for the newest run")
+    return path
+
+
+def run_dir_of_checkpoint(path: str | Path) -> Path:
+    """``<run>/weights/last.pt`` → ``<run>``."""
+    path = Path(path).resolve()
+    return path.parent.parent if path.parent.name == "weights" else path.parent
+
+
+def _to_container(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+class Trainer:
+    """Trains a detector as described by a train config (``configs/train.yaml``) and writes a run dir.
+
+    ``resume_overrides``: on ``resume=...`` the run's own config is used; only these keys
+    (from ``RESUME_OVERRIDABLE``) are taken from ``cfg`` — the tool passes the ones given on the command line.
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: str | Path, resume_overrides: dict | None = None):
+        self.rank, self.local_rank, self.world_size = dist_utils.env_world()
+        self.ckpt: dict | None = None
+        self.resume_path: Path | None = None
+        if cfg.get("resume") not in (None, False, "", "false", "False"):
+            cfg, run_dir = self._load_resume(cfg, resume_overrides or {})
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.weights_dir = self.run_dir / "weights"
+        self.device = select_device(cfg.device, self.local_rank)
+        self.distributed = dist_utils.init_distributed(self.device)
+        self.is_main = dist_utils.is_main_process()
+        if self.distributed:
+            self.rank, self.world_size = dist_utils.rank(), dist_utils.world_size()
+            # every rank must write into rank 0's run dir (their Hydra dirs may differ by a clock tick)
+            self.run_dir = Path(dist_utils.broadcast_object(str(self.run_dir)))
+            self.weights_dir = self.run_dir / "weights"
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.epochs = int(cfg.epochs)
+        if self.epochs < 1:
+            raise ConfigError(f"epochs={cfg.epochs}: must be at least 1")
+        if int(cfg.batch) < 1:
+            raise ConfigError(f"batch={cfg.batch}: must be at least 1 (it is the batch per process)")
+        if int(cfg.imgsz) % 32:
+            raise ConfigError(f"imgsz={cfg.imgsz}: must be a multiple of 32 (the detector's largest stride)")
+        # data augmentation differs per rank; model init is the same everywhere (DDP also broadcasts it)
+        seed_everything(int(cfg.seed) + self.rank, bool(cfg.deterministic))
+        torch.manual_seed(int(cfg.seed))
+
+        self._build_data()
+        self._build_model()
+        self._build_optimization()
+        self.start_epoch = self.epochs_done = 0
+        self.best_fitness: float | None = None
+        self.best_metrics: dict = {}
+        self.last_metrics: dict = {}
+        self._evaluator = None
+        self._in_epoch = False
+        if self.ckpt is not None:
+            self._restore(self.ckpt)
+            self.ckpt = None
+        self.logger = RunLogger(self.run_dir, resume_epoch=self.start_epoch if self.resume_path else None,
+                                tensorboard=bool(cfg.get("tensorboard", True))) if self.is_main else None
+
+    # ------------------------------------------------------------------ set-up
+    def _load_resume(self, cfg: DictConfig, overrides: dict) -> tuple[DictConfig, Path]:
+        path = find_resume_checkpoint(cfg.resume, cfg.get("runs_root", "runs/train"))
+        ckpt = load_checkpoint(path)
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict) or "optimizer" not in ckpt:
+            raise CheckpointError(f"{path}: not a ghostdet training checkpoint with optimizer state; resume needs a run's weights/last.pt")
+        run_cfg = OmegaConf.create(ckpt["config"])
+        for key, value in overrides.items():
+            if key in RESUME_OVERRIDABLE:
+                run_cfg[key] = value
+            else:
+                log.warning("resume: ignoring %s=%s (a resumed run keeps its own config; only %s can change)",
+                            key, value, ", ".join(RESUME_OVERRIDABLE))
+        run_cfg.resume = str(path)
+        done = int(ckpt.get("epoch", 0))
+        if done >= int(run_cfg.epochs):
+            raise ConfigError(
+                f"{path}: this run already finished {done} of {run_cfg.epochs} epochs; nothing to resume "
+                f"(add epochs=N with N > {done} to train it longer)"
+            )
+        self.ckpt, self.resume_path = ckpt, path
+        log.info("resuming %s from epoch %d of %d", path, done + 1, int(run_cfg.epochs))
+        return run_cfg, run_dir_of_checkpoint(path)
+
+    def _build_data(self) -> None:
+        from ghostdet.data import build_dataloader, build_dataset
+
+        cfg = self.cfg
+        imgsz = int(cfg.imgsz)
+        # datasets first: a bad data root fails before any model is built
+        self.train_set = build_dataset(cfg.data, split="train", imgsz=imgsz, augment=True, aug_cfg=cfg.get("augment"))
+        self.val_set = build_dataset(cfg.data, split="val", imgsz=imgsz, augment=False) if self.is_main else None
+        self.names = list(self.train_set.names)
+        self.category_ids = list(self.train_set.category_ids) if getattr(self.train_set, "category_ids", None) else None
+        self.mosaic_closed = False
+        self.train_loader = self._train_loader()
+        if self.val_set is not None:
+            val_batch = int(cfg.get("val", {}).get("batch") or cfg.batch)
+            self.val_loader = build_dataloader(self.val_set, batch_size=val_batch, workers=int(cfg.workers),
+                                               shuffle=False, seed=int(cfg.seed))
+        self.iters_per_epoch = len(self.train_loader)
+        if self.iters_per_epoch == 0:
+            raise ConfigError(f"batch={cfg.batch}: the training split has fewer images than one batch")
+
+    def _train_loader(self):
+        from ghostdet.data import build_dataloader
+
+        return build_dataloader(self.train_set, batch_size=int(self.cfg.batch), workers=int(self.cfg.workers), shuffle=True,
+                                seed=int(self.cfg.seed), distributed=self.distributed)
+
+    def _build_model(self) -> None:
+        from hydra.errors import InstantiationException
+        from hydra.utils import instantiate
+
+        cfg = self.cfg
+        try:
+            model = instantiate(cfg.model, num_classes=len(self.names))
+        except InstantiationException as e:
+            if isinstance(e.__cause__, GhostdetError):
+                raise e.__cause__ from None
+            raise ConfigError(f"model: cannot build it from its config ({str(e).splitlines()[0]})") from None
+        model.to(self.device)
+        self.channels_last = self.device.type == "cuda" and bool(cfg.get("channels_last", True))
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.distributed and cfg.get("sync_bn", False):
+            if self.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            else:
+                log.warning("sync_bn=true needs CUDA; keeping per-process BatchNorm on %s", self.device)
+        self.model = model
+        self.criterion = self._build_loss(model)
+        self.train_model = model
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        ema_cfg = cfg.get("ema") or {}
+        self.ema = ModelEMA(model, decay=float(ema_cfg.get("decay", 0.9999)), tau=float(ema_cfg.get("tau", 2000))) \
+            if ema_cfg.get("enabled", True) else None
+
+    def _build_loss(self, model):
+        from ghostdet.models.loss import DetectionLoss
+
+        loss_cfg = _to_container(self.cfg.get("loss") or {})
+        return DetectionLoss(model, **loss_cfg)
+
+    def _build_optimization(self) -> None:
+        cfg = self.cfg
+        opt, sch = cfg.optimizer, cfg.schedule
+        nbs = int(cfg.get("nbs", 64))
+        total_batch = int(cfg.batch) * self.world_size
+        # accumulate gradients to a nominal batch of `nbs` images; weight decay is defined per nominal batch
+        self.accumulate = max(round(nbs / total_batch), 1)
+        weight_decay = float(opt.weight_decay) * total_batch * self.accumulate / nbs
+        self.optimizer = build_optimizer(self.model, name=opt.name, lr=float(opt.lr), momentum=float(opt.momentum),
+                                         weight_decay=weight_decay, nesterov=bool(opt.get("nesterov", True)))
+        total_steps = self.epochs * self.iters_per_epoch
+        warmup = max(round(float(sch.warmup_epochs) * self.iters_per_epoch), int(sch.get("min_warmup_iters", 0))) \
+            if float(sch.warmup_epochs) > 0 else 0
+        self.scheduler = WarmupDecayLR(self.optimizer, total_steps=total_steps, warmup_steps=min(warmup, total_steps // 2),
+                                       schedule=str(sch.name), final_lr_ratio=float(sch.final_lr_ratio),
+                                       warmup_bias_lr=float(sch.get("warmup_bias_lr", 0.0)),
+                                       warmup_momentum=sch.get("warmup_momentum"))
+        amp = str(cfg.get("amp", "auto")).lower()
+        if amp not in ("auto", "bf16", "fp16", "off", "false", "none"):
+            raise ConfigError(f"amp={cfg.amp}: expected auto, bf16, fp16 or off")
+        self.amp_dtype = None
+        if self.device.type == "cuda" and amp not in ("off", "false", "none"):
+            if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
+                self.amp_dtype = torch.float16
+            else:
+                self.amp_dtype = torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.clip_norm = float(cfg.get("clip_grad_norm", 10.0) or 0.0)
+        self.max_nonfinite = int(cfg.get("max_nonfinite_steps", 20))
+
+    def _restore(self, ckpt: dict) -> None:
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            if self.ema is not None and ckpt.get("ema") is not None:
+                self.ema.load_state_dict(ckpt["ema"], ckpt.get("ema_updates", 0))
+            if ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{self.resume_path}: cannot resume from it ({str(e).splitlines()[0]})") from None
+        self.start_epoch = int(ckpt.get("epoch", 0))
+        self.epochs_done = self.start_epoch
+        # extending a run (epochs=N larger than before) stretches the decay over the new length
+        self.scheduler.total_steps = self.epochs * self.iters_per_epoch
+        # an interrupted epoch is run again from its start position in the schedule
+        if self.scheduler.last_epoch != self.start_epoch * self.iters_per_epoch:
+            self.scheduler.last_epoch = self.start_epoch * self.iters_per_epoch - 1
+            self.scheduler.step()
+        if ckpt.get("rng") and self.rank == 0 and not ckpt.get("interrupted"):
+            set_rng_state(ckpt["rng"], getattr(self.train_loader, "generator", None))
+        self.best_fitness = ckpt.get("best_fitness")
+        self.best_metrics = dict(ckpt.get("best_metrics") or {})
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        """Train from ``start_epoch`` to ``epochs``; returns the best metrics (rank 0) or {}."""
+        cfg = self.cfg
+        if self.is_main:
+            log.info("training %s on %s: %d train images, %d classes, imgsz %d, batch %d x %d process(es), "
+                     "accumulate %d (nominal batch %d), %d epochs, device %s%s",
+                     cfg.model.get("_target_", "model").rsplit(".", 1)[-1], cfg.data.get("format", "data"),
+                     len(self.train_set), len(self.names), int(cfg.imgsz), int(cfg.batch), self.world_size,
+                     self.accumulate, int(cfg.batch) * self.world_size * self.accumulate, self.epochs, self.device,
+                     f", AMP {self.amp_dtype}" if self.amp_dtype else "")
+            log.info("run dir: %s", self.run_dir)
+        t0 = time.time()
+        epoch = self.start_epoch
+        try:
+            for epoch in range(self.start_epoch, self.epochs):
+                epoch_t0 = time.time()
+                self._in_epoch = True
+                losses = self.train_one_epoch(epoch)
+                self._sync_buffers()
+                metrics = None
+                interval = max(int(cfg.get("eval_interval", 1)), 1)
+                if (epoch + 1) % interval == 0 or epoch + 1 == self.epochs:
+                    metrics = self.evaluate() if self.is_main else None
+                if self.is_main:
+                    self._end_epoch(epoch, losses, metrics, time.time() - epoch_t0)
+                dist_utils.barrier()
+        except KeyboardInterrupt:
+            if self.is_main and self._in_epoch:
+                # keep the progress of the unfinished epoch; a resume runs that epoch again from these weights
+                path = self.save(self.weights_dir / "last.pt", self.epochs_done, interrupted=True)
+                log.warning("interrupted during epoch %d: saved %s; continue with resume=%s", epoch + 1, path, path)
+            elif self.is_main:
+                log.warning("interrupted after epoch %d; continue with resume=%s", self.epochs_done,
+                            self.weights_dir / "last.pt")
+            raise
+        finally:
+            if self.logger is not None:
+                self.logger.close()
+        if self.is_main:
+            self._summary(time.time() - t0)
+        dist_utils.barrier()
+        return dict(self.best_metrics)
+
+    def _set_epoch_data(self, epoch: int) -> None:
+        close = int(self.cfg.get("close_mosaic", 0) or 0)
+        if close and not self.mosaic_closed and epoch >= self.epochs - close and hasattr(self.train_set, "set_mosaic"):
+            log.info("closing mosaic for the last %d epoch(s)", self.epochs - epoch)
+            self.train_set.set_mosaic(False)
+            self.mosaic_closed = True
+            if int(self.cfg.workers) > 0:  # persistent workers hold a copy of the dataset: rebuild them
+                generator = getattr(self.train_loader, "generator", None)
+                state = generator.get_state() if generator is not None else None
+                self.train_loader = self._train_loader()
+                if state is not None and getattr(self.train_loader, "generator", None) is not None:
+                    self.train_loader.generator.set_state(state)
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def train_one_epoch(self, epoch: int) -> dict:
+        self._set_epoch_data(epoch)
+        self.train_model.train()
+        n = len(self.train_loader)
+        loss_sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)
+        n_good = 0
+        bad_in_row = 0
+        images_seen = 0
+        t_start = time.time()
+        bar = None
+        iterator = self.train_loader
+        if self.is_main and self.cfg.get("progress", True):
+            from tqdm import tqdm
+
+            bar = tqdm(self.train_loader, total=n, desc=f"epoch {epoch + 1}/{self.epochs}", leave=True,
+                       dynamic_ncols=True, bar_format="{l_bar}{bar:20}{r_bar}")
+            iterator = bar
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (images, targets, _metas) in enumerate(iterator):
+            images = images.to(self.device, non_blocking=True)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            targets = targets.to(self.device)
+            step_now = (i + 1) % self.accumulate == 0 or i + 1 == n
+            # DDP: all-reduce gradients only on the iteration that steps
+            sync = self.train_model.no_sync() if self.distributed and not step_now else contextlib.nullcontext()
+            with sync:
+                with self._autocast():
+                    raw = self.train_model(images)
+                    loss, items = self.criterion(raw, targets, tuple(images.shape[-2:]))
+                finite = self._all_finite(loss)
+                if finite:
+                    # the loss is already x batch size (YOLOv8 convention); DDP averages gradients over ranks,
+                    # so scale by the world size to keep them a sum over the nominal batch
+                    self.scaler.scale(loss * self.world_size if self.distributed else loss).backward()
+            if not finite:
+                bad_in_row += 1
+                log.warning("epoch %d iteration %d: non-finite loss (%s), step skipped", epoch + 1, i + 1,
+                            ", ".join(f"{k} {v:.4g}" for k, v in _items(items).items()))
+                if bad_in_row >= self.max_nonfinite:
+                    raise TrainingError(
+                        f"{bad_in_row} non-finite losses in a row at epoch {epoch + 1}; stopped "
+                        f"(last good checkpoint: {self.weights_dir / 'last.pt'}); lower optimizer.lr or check the data"
+                    )
+            else:
+                bad_in_row = 0
+                n_good += 1
+                loss_sums += torch.tensor([float(_items(items).get(k, 0.0)) for k in LOSS_KEYS], dtype=torch.float64)
+            if step_now:
+                self._optimizer_step()
+            self.scheduler.step()
+            images_seen += images.shape[0]
+            if bar is not None:
+                mean = loss_sums / max(n_good, 1)
+                bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in zip(LOSS_KEYS, mean.tolist()))
+                                    + f" lr {self.optimizer.param_groups[0]['lr']:.2e}"
+                                    + f" {images_seen * self.world_size / max(time.time() - t_start, 1e-9):.1f} img/s")
+        if bar is not None:
+            bar.close()
+        mean = dist_utils.all_reduce_mean(loss_sums / max(n_good, 1))
+        return dict(zip(LOSS_KEYS, mean.tolist()))
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        flag = torch.tensor([1.0 if bool(torch.isfinite(loss).all()) else 0.0])
+        if self.distributed:  # every rank must skip together or DDP's all-reduce would hang
+            if self.device.type == "cuda":
+                flag = flag.to(self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return bool(flag.item() > 0)
+
+    def _optimizer_step(self) -> None:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.clip_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
+            if not torch.isfinite(norm) and not self.scaler.is_enabled():
+                log.warning("non-finite gradient norm; optimizer step skipped")
+                self.optimizer.zero_grad(set_to_none=True)
+                return
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def _sync_buffers(self) -> None:
+        """BN running stats drift apart between ranks (each sees its own last batch): take rank 0's."""
+        if not self.distributed:
+            return
+        modules = [self.model] + ([self.ema.module] if self.ema is not None else [])
+        for m in modules:
+            for b in m.buffers():
+                torch.distributed.broadcast(b, 0)
+
+    # ------------------------------------------------------------------ evaluation, checkpoints, logs
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def evaluate(self) -> dict:
+        from ghostdet.eval import COCOEvaluator, evaluate_model
+
+        val = self.cfg.get("val") or {}
+        if self._evaluator is None:  # built once: indexing the ground truth is not free
+            self._evaluator = COCOEvaluator(self.val_set.coco_gt())
+        model = self.eval_model()
+        was_training = model.training
+        result = evaluate_model(model, self.val_loader, self._evaluator, self.category_ids, names=self.names,
+                                conf=float(val.get("conf", 0.001)), iou=float(val.get("iou", 0.7)),
+                                max_det=int(val.get("max_det", 300)), device=self.device,
+                                progress=bool(self.cfg.get("progress", True)))
+        model.train(was_training)
+        stats = result.metrics
+        return {
+            "mAP50-95": float(stats["AP"]), "mAP50": float(stats["AP50"]), "mAP75": float(stats.get("AP75", float("nan"))),
+            **{k: float(stats[k]) for k in ("APs", "APm", "APl", "AR100") if k in stats},
+        }
+
+    def checkpoint(self, epoch_done: int, interrupted: bool = False) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema_updates": self.ema.updates if self.ema is not None else 0,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch_done,
+            "interrupted": interrupted,
+            "rng": rng_state(getattr(self.train_loader, "generator", None)),
+            "config": _to_container(self.cfg),
+            "names": list(self.names),
+            "category_ids": self.category_ids,
+            "metrics": dict(self.last_metrics),
+            "best_fitness": self.best_fitness,
+            "best_metrics": dict(self.best_metrics),
+            "ghostdet_version": ghostdet.__version__,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def save(self, path: Path, epoch_done: int, interrupted: bool = False) -> Path:
+        return save_checkpoint(self.checkpoint(epoch_done, interrupted), path)
+
+    def _end_epoch(self, epoch: int, losses: dict, metrics: dict | None, seconds: float) -> None:
+        done = epoch + 1
+        if metrics is not None:
+            self.last_metrics = metrics
+        improved = False
+        if metrics is not None and (self.best_fitness is None or metrics["mAP50-95"] > self.best_fitness):
+            self.best_fitness, self.best_metrics = metrics["mAP50-95"], {**metrics, "epoch": done}
+            improved = True
+        ckpt = self.checkpoint(done)
+        save_checkpoint(ckpt, self.weights_dir / "last.pt")
+        self.epochs_done, self._in_epoch = done, False
+        if improved or not (self.weights_dir / "best.pt").exists():
+            save_checkpoint(ckpt, self.weights_dir / "best.pt")
+        self.logger.log_epoch(done, losses, self.optimizer.param_groups[0]["lr"], metrics, seconds)
+        msg = f"epoch {done}/{self.epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+        if metrics is not None:
+            msg += f" | mAP50 {metrics['mAP50']:.4f} mAP50-95 {metrics['mAP50-95']:.4f}" + (" (best)" if improved else "")
+        log.info("%s | %.1fs", msg, seconds)
+
+    def _summary(self, seconds: float) -> None:
+        best = self.best_metrics
+        rows = [("epochs", f"{self.epochs}"), ("time", f"{seconds / 60:.1f} min")]
+        if best:
+            rows += [("best epoch", str(best.get("epoch"))), ("mAP50", f"{best['mAP50']:.4f}"),
+                     ("mAP50-95", f"{best['mAP50-95']:.4f}")]
+        last = self.last_metrics
+        if last:
+            rows += [("final mAP50", f"{last['mAP50']:.4f}"), ("final mAP50-95", f"{last['mAP50-95']:.4f}")]
+        rows += [("best.pt", str(self.weights_dir / "best.pt")), ("last.pt", str(self.weights_dir / "last.pt")),
+                 ("results", str(self.run_dir / "results.csv"))]
+        log.info("training finished\n%s", summary_table(rows))
+
+
+def _items(items) -> dict:
+    if isinstance(items, dict):
+        return {k: float(v) for k, v in items.items()}
+    return {k: float(v) for k, v in zip(LOSS_KEYS, items)}
+
+
+def train(cfg: DictConfig, run_dir: str | Path, resume_overrides: dict | None = None) -> dict:
+    """Build a :class:`Trainer` and run it; returns the best validation metrics (empty on ranks > 0)."""
+    trainer = Trainer(cfg, run_dir, resume_overrides=resume_overrides)
+    try:
+        return trainer.fit()
+    finally:
+        dist_utils.cleanup()
+
+
+__all__ = ["Trainer", "TrainingError", "train", "find_resume_checkpoint", "run_dir_of_checkpoint", "RESUME_OVERRIDABLE"]
