@@ -1,0 +1,100 @@
+"""Reading images: upright (EXIF orientation applied), 8-bit RGB, whatever the file's mode.
+
+``cv2.imread(IMREAD_COLOR)`` is the fast path: it applies the EXIF orientation and turns grayscale,
+RGBA (alpha dropped), palette and 16-bit images into 8-bit 3-channel. PIL is the fallback for what
+OpenCV cannot decode and the scan-time probe (header only, no full decode).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dng", ".mpo", ".pfm")
+_EXIF_ORIENTATION = 0x0112
+_SWAPS_AXES = (5, 6, 7, 8)  # EXIF orientations that rotate by 90°/270°
+_EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP", "PNG")
+
+
+class ImageProbe:
+    """What the scan learns from an image header: upright size, or why the file is unusable."""
+
+    __slots__ = ("height", "width", "error")
+
+    def __init__(self, height: int = 0, width: int = 0, error: str | None = None):
+        self.height, self.width, self.error = height, width, error
+
+
+def probe_image(path: str | Path) -> ImageProbe:
+    """Check that ``path`` is a decodable image without decoding all of it; return its upright size.
+
+    Catches empty files, random bytes, text, corrupt PNG chunks (``verify``) and truncated JPEGs (no
+    end-of-image marker, confirmed by a full decode so trailing bytes after a valid image are fine).
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return ImageProbe(error="empty file")
+        with Image.open(path) as im:
+            width, height = im.size
+            fmt = im.format
+            im.verify()  # must come straight after open: checks PNG chunk CRCs and the like
+        if width < 1 or height < 1:
+            return ImageProbe(error=f"invalid size {width}x{height}")
+        with Image.open(path) as im:  # a second, header-only open for EXIF
+            orientation = im.getexif().get(_EXIF_ORIENTATION, 1) if fmt in _EXIF_FORMATS else 1
+        if fmt == "JPEG" and not _has_jpeg_end(path):
+            with Image.open(path) as im:
+                im.load()  # raises on a truly truncated file (LOAD_TRUNCATED_IMAGES is off)
+    except UnidentifiedImageError:
+        return ImageProbe(error="not an image (unrecognised format)")
+    except Exception as e:  # noqa: BLE001 - any parse failure of a broken file means "unusable", never a crash
+        return ImageProbe(error=f"unreadable image ({type(e).__name__}: {_one_line(e)})")
+    if orientation in _SWAPS_AXES:
+        width, height = height, width
+    return ImageProbe(height, width)
+
+
+def _has_jpeg_end(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-2, 2)
+        return f.read(2) == b"\xff\xd9"
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def read_image(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode ``path`` to an upright HxWx3 uint8 RGB array.
+
+    ``expected_size`` (h, w) is the upright size from the scan: if OpenCV's result disagrees (a format
+    whose EXIF it ignores), PIL decodes instead. Raises ``OSError`` when neither can decode the file.
+    """
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is not None and (expected_size is None or tuple(bgr.shape[:2]) == tuple(expected_size)):
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return _read_with_pil(path)
+
+
+def _read_with_pil(path: str | Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # PIL's convert("RGB") clips >255; rescale instead
+                arr = np.asarray(im, dtype=np.float64)
+                scale = 65535.0 if arr.max() > 255 else 255.0
+                gray = np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+            if im.mode == "F":
+                arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
+                gray = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+                return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+            return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+    except (UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise OSError(f"cannot decode {path}: {_one_line(e)}") from e

@@ -1,0 +1,69 @@
+"""Collate and DataLoader construction (seeded, persistent workers, optional DistributedSampler)."""
+from __future__ import annotations
+
+import random
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+
+def collate_fn(batch: list[dict]):
+    """Samples → ``(images, targets, metas)``.
+
+    images: float B×3×H×W in 0–1; targets: (N, 6) ``[batch_idx, class, x1, y1, x2, y2]`` in input pixels;
+    metas: per image ``{"image_id", "file", "orig_size": (h, w), "ratio", "pad": (left, top)}``.
+    """
+    images = torch.from_numpy(np.stack([s["image"] for s in batch])).permute(0, 3, 1, 2).float().div_(255.0)
+    targets = []
+    for i, s in enumerate(batch):
+        n = len(s["labels"])
+        if n:
+            t = torch.empty((n, 6), dtype=torch.float32)
+            t[:, 0] = i
+            t[:, 1] = torch.as_tensor(s["labels"], dtype=torch.float32)
+            t[:, 2:] = torch.as_tensor(s["boxes"], dtype=torch.float32)
+            targets.append(t)
+    targets = torch.cat(targets) if targets else torch.zeros((0, 6), dtype=torch.float32)
+    metas = [{"image_id": s["image_id"], "file": s["file"], "orig_size": s["orig_size"], "ratio": s["ratio"],
+              "pad": s["pad"]} for s in batch]
+    return images.contiguous(), targets, metas
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Each worker: distinct, reproducible RNG streams (torch's per-worker seed derives from the loader's)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    cv2.setNumThreads(0)  # one decode thread per worker; the workers are the parallelism
+    info = torch.utils.data.get_worker_info()
+    if hasattr(info.dataset, "set_random_seed"):
+        info.dataset.set_random_seed(seed)
+
+
+def build_dataloader(dataset, batch_size: int = 16, workers: int = 2, shuffle: bool = True, seed: int = 0,
+                     distributed: bool = False, drop_last: bool = False, pin_memory: bool | None = None) -> DataLoader:
+    generator = torch.Generator()
+    sampler = None
+    if distributed:  # same order seed on every rank (the sampler splits it); different augmentation streams
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        shuffle = False
+        seed += sampler.rank
+    generator.manual_seed(seed)
+    if workers == 0 and hasattr(dataset, "set_random_seed"):
+        dataset.set_random_seed(seed)  # augmentation runs in this process
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_fn,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+        worker_init_fn=_seed_worker if workers > 0 else None,
+        generator=generator,
+        prefetch_factor=4 if workers > 0 else None,
+    )
