@@ -123,3 +123,25 @@ def plot_pr_curve(precision: np.ndarray, names: Sequence[str], path: str | Path,
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
+
+
+def save_eval_outputs(result, out_dir: str | Path, settings: dict | None = None, save_json: bool = True,
+                      plots: bool = True) -> dict[str, Path]:
+    """Write an ``EvalResult``: ``metrics.json`` (metrics, speed, settings), ``detections.json`` (COCO
+    results) and ``pr_curve.png``. Returns ``{kind: path}`` of what was written."""
+    import json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    summary = {"metrics": result.metrics, "speed_ms_per_image": result.speed, "num_images": result.num_images,
+               "num_detections": len(result.detections), "settings": settings or {}}
+    paths["metrics"] = out_dir / "metrics.json"
+    paths["metrics"].write_text(json.dumps(summary, indent=2))
+    if save_json:
+        paths["detections"] = out_dir / "detections.json"
+        with open(paths["detections"], "w", encoding="utf-8") as f:
+            json.dump(result.detections, f)
+    if plots and result.precision is not None:
+        paths["pr_curve"] = plot_pr_curve(result.precision, result.names, out_dir / "pr_curve.png")
+    return paths

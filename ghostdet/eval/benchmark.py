@@ -1,0 +1,153 @@
+"""Model benchmark: parameters, GFLOPs, latency in PyTorch eager / fused+re-parameterized / ONNX Runtime, mAP.
+
+Every latency is ``ghostdet.utils.benchmark.measure_latency`` (warm-up, then the median of ``repeats``)
+of the deployable graph ``images -> (boxes, scores)``: the detector's ``forward`` + ``decode``, which is
+also exactly what the ONNX file computes. NMS is left out (its cost depends on the scene and on ``conf``;
+``tools/eval.py`` reports it as post-processing).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ghostdet.utils.benchmark import measure_latency
+
+LOGGER = logging.getLogger(__name__)
+
+MODES = ("eager", "fused", "onnxruntime")
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _decoded(model: torch.nn.Module):
+    def run(x):
+        return model.decode(model(x))
+
+    return run
+
+
+def _ort_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # the same thread budget as PyTorch, or the comparison is unfair
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+@torch.inference_mode()
+def benchmark_model(
+    model: torch.nn.Module,
+    imgsz: int = 640,
+    batch_sizes: Sequence[int] = (1, 8),
+    modes: Sequence[str] = MODES,
+    warmup: int = 3,
+    repeats: int = 10,
+    threads: int = 1,
+    device: str | torch.device = "cpu",
+    onnx_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Params, GFLOPs at ``imgsz`` and latency of ``model`` (a GhostYOLO) for each mode and batch size.
+
+    Returns ``{"params", "gflops", "latency": {mode: {batch: measure_latency dict}}, "skipped": {mode: why}}``.
+    ``fused`` is a BN-folded, re-parameterized copy (the deploy form); ``onnxruntime`` exports that
+    form with ``ghostdet.export.export_onnx`` (fixed shape per batch size) and runs it on the CPU
+    provider with ``threads`` intra-op threads. ``model`` itself is not changed.
+    """
+    from ghostdet.export.onnx import export_onnx, prepare_for_export
+    from ghostdet.utils.flops import count_params, gflops
+
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        from ghostdet.utils.errors import ConfigError
+
+        raise ConfigError(f"unknown benchmark mode(s) {sorted(unknown)}; choose from {', '.join(MODES)}")
+    device = torch.device(device)
+    model = copy.deepcopy(model).to(device).eval()
+    out: dict[str, Any] = {"params": count_params(model), "gflops": gflops(model, imgsz), "latency": {}, "skipped": {}}
+    deploy = prepare_for_export(model, device=device)
+    out["params_fused"] = sum(p.numel() for p in deploy.parameters())
+    generator = torch.Generator().manual_seed(0)
+    inputs = {b: torch.rand(b, 3, imgsz, imgsz, generator=generator).to(device) for b in batch_sizes}
+
+    for mode in modes:
+        if mode == "onnxruntime" and (device.type != "cpu" or not onnxruntime_available()):
+            out["skipped"][mode] = "onnxruntime not installed" if device.type == "cpu" else "CPU only"
+            LOGGER.info("skipping ONNX Runtime: %s", out["skipped"][mode])
+            continue
+        out["latency"][mode] = {}
+        for b in batch_sizes:
+            if mode == "onnxruntime":
+                with tempfile.TemporaryDirectory(dir=onnx_dir) as tmp:
+                    path = export_onnx(model, Path(tmp) / f"model_b{b}.onnx", imgsz=imgsz, batch=b)
+                    session = _ort_session(path, threads)
+                feed = {session.get_inputs()[0].name: inputs[b].cpu().numpy()}
+                stats = measure_latency(lambda s=session, f=feed: s.run(None, f), warmup, repeats)
+            else:
+                run = _decoded(model if mode == "eager" else deploy)
+                stats = measure_latency(lambda r=run, x=inputs[b]: r(x), warmup, repeats, device)
+            stats["per_image"] = stats["median"] / b
+            out["latency"][mode][b] = stats
+            LOGGER.info("%-11s batch %-3d median %.2f ms (%.2f ms/image)", mode, b, stats["median"], stats["per_image"])
+    return out
+
+
+def environment(threads: int, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """What the figures depend on: versions, CPU, threads."""
+    env = {"torch": torch.__version__, "threads": threads, "device": str(device), "python": platform.python_version(),
+           "machine": platform.machine(), "cpu": _cpu_name(), "onnxruntime": None}
+    if onnxruntime_available():
+        import onnxruntime
+
+        env["onnxruntime"] = onnxruntime.__version__
+    if torch.device(device).type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def benchmark_rows(results: Sequence[dict], batch_sizes: Sequence[int]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the benchmark table: one row per model.
+
+    ``results``: dicts with ``name``, ``imgsz`` and the ``benchmark_model`` output, plus ``metrics`` (or None).
+    Batch 1 columns are ms per image; batch N columns are ms per image of a batch of N (median batch time / N).
+    """
+    labels = {"eager": "PyTorch", "fused": "PyTorch fused", "onnxruntime": "ONNX Runtime"}
+    modes = [m for m in MODES if any(m in r["latency"] for r in results)]
+    headers = ["model", "size", "params (M)", "GFLOPs"]
+    headers += [f"{labels[m]} b{b} (ms{'/img' if b > 1 else ''})" for b in batch_sizes for m in modes]
+    headers += ["mAP50-95", "mAP50"]
+    rows = []
+    for r in results:
+        row = [r["name"], str(r["imgsz"]), f"{r['params'] / 1e6:.2f}", f"{r['gflops']:.2f}"]
+        for b in batch_sizes:
+            for m in modes:
+                stats = r["latency"].get(m, {}).get(b)
+                row.append(f"{stats['per_image']:.1f}" if stats else "-")
+        metrics = r.get("metrics")
+        row += [f"{metrics['AP']:.3f}", f"{metrics['AP50']:.3f}"] if metrics else ["-", "-"]
+        rows.append(row)
+    return headers, rows
