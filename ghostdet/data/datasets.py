@@ -243,7 +243,7 @@ def scan_coco(cfg: dict, split: str, use_cache: bool = True):
 
     cat_index = {cid: i for i, cid in enumerate(category_ids)}
     anns_by_image = _coco_annotations(annotations, ann_file, {img["id"] for img in images}, cat_index, report)
-    report.images_found = len(images)
+    report.images_found = len(images) + report.images_skipped["missing file"]
     probes = probe_images(files)
     records = []
     for img, file, probe in zip(images, files, probes):
@@ -445,6 +445,9 @@ def _read_yolo_labels(label_file: str, width: int, height: int, num_classes: int
         except ValueError:
             report.drop_box(loc, "malformed", f"not numbers: {line.strip()[:60]!r}")
             continue
+        if not all(np.isfinite(values)):
+            report.drop_box(loc, "non-finite", f"non-finite value in {line.strip()[:60]!r}")
+            continue
         if len(values) == 5:
             cls, cx, cy, w, h = values
             box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
@@ -454,8 +457,8 @@ def _read_yolo_labels(label_file: str, width: int, height: int, num_classes: int
         else:
             report.drop_box(loc, "malformed", f"expected 'cls cx cy w h', got {len(values)} values")
             continue
-        if not np.isfinite(cls) or cls != int(cls):
-            report.drop_box(loc, "malformed" if np.isfinite(cls) else "non-finite", f"class {fields[0]!r} is not an integer")
+        if cls != int(cls):
+            report.drop_box(loc, "malformed", f"class {fields[0]!r} is not an integer")
             continue
         boxes.append([box[0] * width, box[1] * height, box[2] * width, box[3] * height])
         labels.append(int(cls))

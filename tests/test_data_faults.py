@@ -1,0 +1,195 @@
+"""Faulty data: every kind of broken image, label line and json entry is skipped, named and counted."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ghostdet.data import build_dataloader, build_dataset
+from ghostdet.utils.errors import DataError
+
+# label lines of faults.jpg (100x80 image, 2 classes) and what happens to each
+FAULTY_LINES = [
+    ("0 0.5 0.5 0.2 0.2", None),  # line 1: good
+    ("7 0.5 0.5 0.2 0.2", "class out of range"),
+    ("0 nan 0.5 0.2 0.2", "non-finite"),
+    ("0 0.5 0.5 inf 0.2", "non-finite"),
+    ("a b c d e", "malformed"),
+    ("0 0.5 0.5 0.2", "malformed"),
+    ("0 1.5 1.5 0.2 0.2", "outside image"),
+    ("1 0.95 0.5 0.3 0.2", None),  # line 8: partly outside, clipped and kept
+    ("0 0.5 0.5 0.0 0.2", "zero area"),
+    ("0 0.5 0.5 0.2 0.2", "duplicate"),
+    ("1.5 0.5 0.5 0.2 0.2", "malformed"),
+    ("", None),  # blank lines are ignored
+    ("-1 0.3 0.3 0.1 0.1", "class out of range"),
+]
+
+
+def jpeg_bytes(h=80, w=100, seed=0) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def build_broken_yolo_folder(root: Path) -> dict:
+    images, labels = root / "images" / "train", root / "labels" / "train"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    good_line = "0 0.5 0.5 0.3 0.3\n"
+    (images / "good.jpg").write_bytes(jpeg_bytes())
+    (labels / "good.txt").write_text(good_line)
+    # unreadable images (with labels, which must not count)
+    (images / "random.jpg").write_bytes(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    (images / "text.jpg").write_text("this is not an image\n")
+    (images / "empty.jpg").write_bytes(b"")
+    full = jpeg_bytes(seed=2)
+    (images / "truncated.jpg").write_bytes(full[: len(full) * 6 // 10])
+    for stem in ("random", "text", "empty", "truncated"):
+        (labels / f"{stem}.txt").write_text(good_line)
+    # unusual but valid image modes
+    Image.fromarray(np.full((80, 100), 128, np.uint8), "L").save(images / "gray.png")
+    Image.fromarray(np.full((80, 100, 4), 90, np.uint8), "RGBA").save(images / "rgba.png")
+    Image.fromarray(np.full((80, 100, 3), 50, np.uint8)).convert("P").save(images / "palette.png")
+    Image.fromarray(np.full((80, 100), 40000, np.uint16)).save(images / "deep16.png")
+    for stem in ("gray", "rgba", "palette", "deep16"):
+        (labels / f"{stem}.txt").write_text(good_line)
+    # label faults, backgrounds
+    (images / "faults.jpg").write_bytes(jpeg_bytes(seed=3))
+    (labels / "faults.txt").write_text("\n".join(line for line, _ in FAULTY_LINES) + "\n")
+    (images / "nolabel.jpg").write_bytes(jpeg_bytes(seed=4))
+    (images / "emptylabel.jpg").write_bytes(jpeg_bytes(seed=5))
+    (labels / "emptylabel.txt").write_text("")
+    (images / "notes.txt").write_text("ignored: not an image suffix")
+    (root / "data.yaml").write_text("names:\n  0: cat\n  1: dog\n")
+    return {"format": "yolo", "root": str(root), "train": "images/train", "val": "images/train"}
+
+
+def test_broken_yolo_folder_is_scanned_reported_and_trained_on(tmp_path, caplog):
+    cfg = build_broken_yolo_folder(tmp_path)
+    with caplog.at_level(logging.INFO, logger="ghostdet"):
+        ds = build_dataset(cfg, "train", imgsz=128, augment=True, aug_cfg={"mixup": 0.5}, cache=False)
+    report = ds.report
+    assert report.images_found == 12 and report.images_used == 8
+    assert report.images_skipped == {"unreadable": 4}
+    assert report.backgrounds == 2  # no label file, empty label file
+    assert report.boxes_kept == 1 + 4 + 2 and report.boxes_clipped == 1
+    assert report.boxes_dropped == {"class out of range": 2, "non-finite": 2, "malformed": 3, "outside image": 1,
+                                    "zero area": 1, "duplicate": 1}
+    log = caplog.text
+    for stem in ("random", "text", "empty", "truncated"):
+        assert f"{stem}.jpg: image skipped" in log
+    assert "empty.jpg: image skipped, empty file" in log
+    assert "text.jpg: image skipped, not an image" in log
+    faults = tmp_path / "labels" / "train" / "faults.txt"
+    for line_no, (_, reason) in enumerate(FAULTY_LINES, 1):
+        if reason:
+            assert f"{faults}:{line_no}: box dropped" in log, (line_no, reason)
+    assert f"{faults}:8: box clipped" in log
+    assert "8/12 images used (2 background)" in log and "7 boxes kept" in log  # the summary line
+    rec = {Path(r.file).stem: r for r in ds.records}
+    np.testing.assert_allclose(rec["faults"].boxes, [[40, 32, 60, 48], [80, 32, 100, 48]], atol=1e-3)
+    assert rec["deep16"].height == 80 and rec["nolabel"].boxes.shape == (0, 4)
+
+    # a file that vanishes after the scan: training goes on, with a warning naming it
+    (tmp_path / "images" / "train" / "rgba.png").unlink()
+    caplog.clear()
+    loader = build_dataloader(ds, batch_size=4, workers=0, shuffle=True, seed=0)
+    batches = 0
+    for _epoch in range(3):
+        for images, targets, metas in loader:
+            batches += 1
+            assert images.shape[1:] == (3, 128, 128) and torch.isfinite(images).all()
+            assert torch.isfinite(targets).all() and ((targets[:, 1] == 0) | (targets[:, 1] == 1)).all()
+            assert (targets[:, 2:] >= 0).all() and (targets[:, 2:] <= 128).all()
+    assert batches == 6
+    assert "rgba.png: cannot decode image" in caplog.text
+    val = build_dataset(cfg, "val", imgsz=128, cache=False)
+    for i in range(len(val)):
+        assert val[i]["image"].shape == (128, 128, 3)
+
+
+def test_yolo_folder_without_any_usable_image_is_a_one_line_error(tmp_path):
+    (tmp_path / "images" / "train").mkdir(parents=True)
+    (tmp_path / "images" / "train" / "a.jpg").write_text("not an image")
+    (tmp_path / "images" / "train" / "b.jpg").write_bytes(b"")
+    (tmp_path / "data.yaml").write_text("names: [a]\n")
+    with pytest.raises(DataError) as err:
+        build_dataset({"format": "yolo", "root": str(tmp_path), "train": "images/train"}, "train")
+    assert "\n" not in str(err.value) and "no usable image" in str(err.value) and "unreadable 2" in str(err.value)
+    with pytest.raises(DataError, match="images/val"):  # a split folder that does not exist
+        build_dataset({"format": "yolo", "root": str(tmp_path), "val": "images/val"}, "val")
+    (tmp_path / "data.yaml").unlink()
+    with pytest.raises(DataError, match="no class names"):
+        build_dataset({"format": "yolo", "root": str(tmp_path), "train": "images/train"}, "train")
+
+
+def write_coco(root: Path, data) -> dict:
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / "instances.json").write_text(data if isinstance(data, str) else json.dumps(data))
+    return {"format": "coco", "root": str(root), "train": "images", "train_ann": "annotations/instances.json"}
+
+
+def test_coco_json_faults_are_named_and_dropped(tmp_path, caplog):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "good.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / "images" / "second.jpg").write_bytes(jpeg_bytes(seed=1))
+    (tmp_path / "images" / "random.jpg").write_bytes(b"\x00\x01garbage" * 50)
+    box = [10, 10, 30, 20]
+    cfg = write_coco(tmp_path, {
+        "images": [{"id": 1, "file_name": "good.jpg", "width": 100, "height": 80},
+                   {"id": 1, "file_name": "second.jpg", "width": 100, "height": 80},  # duplicate id
+                   {"id": 2, "file_name": "missing.jpg", "width": 100, "height": 80},
+                   {"id": 3, "file_name": "random.jpg", "width": 100, "height": 80},
+                   {"id": 4, "file_name": "second.jpg", "width": 50, "height": 50},  # wrong size
+                   {"file_name": "noid.jpg"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": box, "area": 200, "iscrowd": 0},
+                        {"id": 2, "image_id": 99, "category_id": 1, "bbox": box, "iscrowd": 0},
+                        {"id": 3, "image_id": 1, "category_id": 42, "bbox": box, "iscrowd": 0},
+                        {"id": 4, "image_id": 1, "category_id": 1, "bbox": "oops", "iscrowd": 0},
+                        {"id": 1, "image_id": 1, "category_id": 2, "bbox": [50, 40, 20, 20], "iscrowd": 0},
+                        {"id": 5, "image_id": 1, "category_id": 1, "bbox": [5, 5, 0, 10], "iscrowd": 0},
+                        {"id": 6, "image_id": 1, "category_id": 2, "bbox": [0, 0, 60, 60], "area": 999, "iscrowd": 1},
+                        {"id": 7, "image_id": 4, "category_id": 2, "bbox": [0, 0, 10, 10], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 2, "name": "c"}],
+    })
+    with caplog.at_level(logging.WARNING, logger="ghostdet"):
+        ds = build_dataset(cfg, "train", imgsz=128, augment=False)
+    r = ds.report
+    assert ds.names == ["a", "b"] and ds.category_ids == [1, 2]
+    assert r.images_found == 4 and r.images_used == 2
+    assert r.images_skipped == {"missing file": 1, "unreadable": 1}
+    assert r.boxes_dropped == {"unknown image": 1, "unknown category": 1, "malformed": 1, "zero area": 1}
+    assert r.json_problems == {"duplicate category id": 1, "duplicate image id": 1, "bad image entry": 1,
+                               "duplicate annotation id": 1, "size mismatch": 1}
+    log = caplog.text
+    for needle in ("image id 1 used again by second.jpg", "missing.jpg: image skipped", "random.jpg: image skipped",
+                   "annotation id 2: box dropped", "annotation id 3: box dropped", "annotation id 4 (good.jpg): box dropped",
+                   "annotation id 5 (good.jpg): box dropped", "category id 2 defined twice", "json size 50x50 differs"):
+        assert needle in log, needle
+    gt = ds.coco_gt()
+    assert sorted(gt.imgs) == [1, 4] and gt.imgs[4]["width"] == 100  # the image's real size
+    assert sorted((a["category_id"], a["iscrowd"]) for a in gt.anns.values()) == [(1, 0), (2, 0), (2, 0), (2, 1)]
+    assert len({a["id"] for a in gt.anns.values()}) == 4  # unique ids even though the json repeats one
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "not found"),
+    ("{not json", "cannot read COCO json"),
+    (json.dumps({"images": "x"}), "is not a COCO instances json"),
+])
+def test_coco_setup_faults_are_one_line_errors(tmp_path, content, match):
+    (tmp_path / "images").mkdir()
+    if content is None:
+        cfg = {"format": "coco", "root": str(tmp_path), "train": "images", "train_ann": "annotations/instances.json"}
+    else:
+        cfg = write_coco(tmp_path, content)
+    with pytest.raises(DataError, match=match) as err:
+        build_dataset(cfg, "train")
+    assert "\n" not in str(err.value) and "instances.json" in str(err.value)
