@@ -1,0 +1,88 @@
+"""The timing helper and tools/benchmark.py on a tiny size (figures are printed, never asserted)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from test_eval_tools import _tiny_model_cfg, make_checkpoint, run_tool_in_process, yolo_split  # noqa: F401 (fixture)
+
+from ghostdet.eval.benchmark import benchmark_model, onnxruntime_available
+from ghostdet.utils.benchmark import measure_latency, set_threads
+
+
+def test_measure_latency_warms_up_then_times_repeats():
+    calls = []
+    stats = measure_latency(lambda: calls.append(1), warmup=3, repeats=5)
+    assert len(calls) == 8
+    assert stats["repeats"] == 5 and stats["min"] <= stats["median"] <= stats["max"]
+    with pytest.raises(ValueError):
+        measure_latency(lambda: None, repeats=0)
+
+
+def test_set_threads_is_explicit_and_reported():
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1 == torch.get_num_threads()
+        assert set_threads(None) >= 1  # every CPU this process may use
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_benchmark_tool_writes_markdown_and_json(project_root, yolo_split, tmp_path, monkeypatch, capsys):  # noqa: F811
+    names = (yolo_split / "classes.txt").read_text().splitlines()
+    weights = make_checkpoint(tmp_path / "best.pt", names)
+    model_yaml = tmp_path / "tiny_ghost.yaml"
+    model_yaml.write_text(yaml.safe_dump(_tiny_model_cfg()))
+    out = tmp_path / "bench"
+    before = torch.get_num_threads()
+    try:
+        code, stdout, err = run_tool_in_process(
+            project_root, "benchmark.py", f"models=[{model_yaml},{weights}]", "imgsz=64", "batch_sizes=[1,2]",
+            "warmup=1", "repeats=2", "threads=1", "modes=[eager,fused]", "data=yolo", f"data.root={yolo_split}", "data.cache=false",
+            "eval.workers=0", "eval.batch=4", f"hydra.run.dir={out}", monkeypatch=monkeypatch, capsys=capsys)
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0, err[-2000:]
+    report = json.loads((out / "benchmark.json").read_text())
+    assert report["environment"]["threads"] == 1 and report["settings"]["imgsz"] == 64
+    config_row, ckpt_row = report["results"]
+    assert config_row["name"] == "tiny_ghost" and ckpt_row["name"] == str(weights)
+    assert config_row["params"] == ckpt_row["params"] > 0 and config_row["gflops"] > 0
+    assert 0 < config_row["params_fused"] <= config_row["params"]  # BN folded into the convolutions
+    modes = ["eager", "fused"]  # ONNX Runtime: test below (one export is the slow part)
+    for row in (config_row, ckpt_row):
+        assert sorted(row["latency"]) == sorted(modes)
+        for mode in modes:
+            assert set(row["latency"][mode]) == {"1", "2"}  # batch 1 and batch N
+            assert row["latency"][mode]["2"]["per_image"] == pytest.approx(row["latency"][mode]["2"]["median"] / 2)
+    assert config_row["metrics"] is None  # random weights: no mAP for a config
+    assert 0.0 <= ckpt_row["metrics"]["AP"] <= 1.0 and set(ckpt_row["speed"]) == {"preprocess", "inference", "postprocess"}
+
+    markdown = (out / "benchmark.md").read_text()
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert len(table) == 4  # header, separator, two models
+    assert "PyTorch fused b2 (ms/img)" in table[0] and "mAP50-95" in table[0]
+    assert "1 threads" in markdown and "tiny_ghost" in stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed (pip install ghostdet[export])")
+def test_benchmark_model_in_onnxruntime_uses_the_exported_deploy_graph():
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    model = instantiate(OmegaConf.create(_tiny_model_cfg()), num_classes=3)
+    res = benchmark_model(model, imgsz=64, batch_sizes=[2], modes=["onnxruntime"], warmup=0, repeats=1, threads=1)
+    stats = res["latency"]["onnxruntime"][2]
+    assert stats["repeats"] == 1 and stats["per_image"] == pytest.approx(stats["median"] / 2)
+    assert res["skipped"] == {} and res["params"] > 0
+
+
+def test_benchmark_tool_rejects_unknown_model(project_root, tmp_path, monkeypatch, capsys):
+    code, _out, err = run_tool_in_process(project_root, "benchmark.py", "models=[no_such_model]",
+                                          f"hydra.run.dir={tmp_path}", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("error: no_such_model: not a checkpoint")

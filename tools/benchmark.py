@@ -1,0 +1,103 @@
+"""Benchmark detectors: params, GFLOPs, CPU latency (eager / fused / ONNX Runtime), mAP (see configs/benchmark.yaml).
+
+Examples:
+    python tools/benchmark.py models=[ghost_yolo,repghost_yolo,ghostv2_yolo] imgsz=320
+    python tools/benchmark.py models=[runs/train/<date>/<time>/weights/best.pt] data=coco128 imgsz=320
+    python tools/benchmark.py imgsz=640 batch_sizes=[1,8] threads=2 repeats=20
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from _common import ROOT, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from ghostdet.utils.errors import ConfigError
+
+LOGGER = logging.getLogger("ghostdet.tools.benchmark")
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+
+
+def load_model(spec: str, num_classes: int):
+    """``(display name, model, is_checkpoint)`` from a checkpoint path, a model yaml path or a configs/model/ name."""
+    from hydra.utils import instantiate
+
+    from ghostdet.utils.checkpoint import build_model_from_checkpoint
+
+    path = Path(spec)
+    if path.suffix in CHECKPOINT_SUFFIXES:
+        model, _meta = build_model_from_checkpoint(path)
+        return str(path), model, True
+    if path.suffix not in (".yaml", ".yml"):
+        path = ROOT / "configs" / "model" / f"{spec}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (ROOT / "configs" / "model").glob("*.yaml"))
+        raise ConfigError(f"{spec}: not a checkpoint (.pt), a model yaml or a model config name; known names: {', '.join(known) or 'none'}")
+    cfg = OmegaConf.load(path)
+    cfg.pop("defaults", None)
+    try:
+        model = instantiate(cfg, num_classes=num_classes)
+    except Exception as e:  # a config this version cannot build
+        raise ConfigError(f"{path}: cannot build the model ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    return path.stem, model, False
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="benchmark")
+@run_tool
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from ghostdet.eval import evaluate_model
+    from ghostdet.eval.benchmark import benchmark_model, benchmark_rows, environment
+    from ghostdet.eval.report import markdown_table, text_table
+    from ghostdet.utils.benchmark import set_threads
+
+    setup_logging()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    threads = set_threads(cfg.threads)
+    imgsz = int(cfg.imgsz)
+    if imgsz % 32:
+        raise ConfigError(f"imgsz={imgsz} is not a multiple of 32")
+    batch_sizes = [int(b) for b in cfg.batch_sizes]
+    env = environment(threads, cfg.device)
+    LOGGER.info("benchmarking %d model(s) at %d px on %s with %d threads", len(cfg.models), imgsz, env["cpu"], threads)
+
+    val = None
+    results = []
+    for spec in cfg.models:
+        name, model, is_checkpoint = load_model(str(spec), int(cfg.num_classes))
+        res = benchmark_model(model, imgsz, batch_sizes, list(cfg.modes), cfg.warmup, cfg.repeats, threads, cfg.device)
+        res.update(name=name, imgsz=imgsz, metrics=None, speed=None)
+        if cfg.get("data") is not None and is_checkpoint:
+            if val is None:
+                from ghostdet.data import build_dataloader, build_dataset
+
+                dataset = build_dataset(cfg.data, split="val", imgsz=imgsz, augment=False)
+                loader = build_dataloader(dataset, batch_size=cfg.eval.batch, workers=cfg.eval.workers, shuffle=False)
+                val = (dataset, loader, dataset.coco_gt())
+            dataset, loader, coco_gt = val
+            ev = evaluate_model(model, loader, coco_gt, dataset.category_ids, names=dataset.names, conf=cfg.eval.conf,
+                                iou=cfg.eval.iou, max_det=cfg.eval.max_det, device=cfg.device)
+            res.update(metrics={k: v for k, v in ev.metrics.items() if not k.startswith("per_class")}, speed=ev.speed)
+        elif cfg.get("data") is not None:
+            LOGGER.info("%s: no mAP for a model config (random weights); benchmark a checkpoint for mAP", name)
+        results.append(res)
+
+    headers, rows = benchmark_rows(results, batch_sizes)
+    note = (f"{imgsz}x{imgsz}, {env['device']} ({env['cpu']}), {threads} threads, torch {env['torch']}, "
+            f"onnxruntime {env['onnxruntime'] or 'not installed'}; median of {cfg.repeats} runs after {cfg.warmup} "
+            "warm-up; forward + box decoding, no NMS")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "benchmark.md").write_text(markdown_table(headers, rows) + f"\n\n{note}\n")
+    report = {"environment": env, "settings": OmegaConf.to_container(cfg, resolve=True), "results": results}
+    (run_dir / "benchmark.json").write_text(json.dumps(report, indent=2, default=str))
+    print(text_table(headers, rows))
+    print(note)
+    print(f"Results saved to {run_dir / 'benchmark.md'}, {run_dir / 'benchmark.json'}")
+
+
+if __name__ == "__main__":
+    main()
