@@ -36,6 +36,23 @@ class ConvBNAct(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation as in GhostNet/RepGhost: global average pool, 1x1 reduce + ReLU, 1x1 expand,
+    hard-sigmoid gate. Reduced channels are rounded to a multiple of 4. Keys ``conv_reduce``/``conv_expand``
+    follow the authors' release."""
+
+    def __init__(self, in_chs: int, se_ratio: float = 0.25, divisor: int = 4):
+        super().__init__()
+        reduced_chs = make_divisible(in_chs * se_ratio, divisor)
+        self.conv_reduce = nn.Conv2d(in_chs, reduced_chs, 1, bias=True)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv_expand = nn.Conv2d(reduced_chs, in_chs, 1, bias=True)
+
+    def forward(self, x):
+        gate = self.conv_expand(self.act1(self.conv_reduce(x.mean((2, 3), keepdim=True))))
+        return x * hard_sigmoid(gate)
+
+
 class GhostModule(nn.Module):
     """Ghost module (Han et al., CVPR 2020): a primary conv makes ``ceil(out/ratio)`` maps, a cheap depthwise
     conv makes the rest from them; both concatenated. Keys follow the authors' release
