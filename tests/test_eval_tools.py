@@ -84,7 +84,7 @@ def _tiny_model_cfg() -> dict:
             "backbone": {"_target_": "ghostdet.models.backbones.GhostNet", "width": 0.25, "features_only": True}}
 
 
-def make_checkpoint(path: Path, names: list[str], imgsz: int = 64) -> Path:
+def make_checkpoint(path: Path, names: list[str], imgsz: int = 64, data_cfg=None) -> Path:
     from hydra.utils import instantiate
 
     from ghostdet.utils.checkpoint import save_checkpoint
@@ -93,7 +93,7 @@ def make_checkpoint(path: Path, names: list[str], imgsz: int = 64) -> Path:
     torch.manual_seed(0)
     model = instantiate(OmegaConf.create(cfg), num_classes=len(names))
     return save_checkpoint({"model": model.state_dict(), "ema": None, "epoch": 1,
-                            "config": {"model": cfg, "imgsz": imgsz}, "names": names, "category_ids": None,
+                            "config": {"model": cfg, "imgsz": imgsz, "data": data_cfg}, "names": names, "category_ids": None,
                             "metrics": {}, "ghostdet_version": "test"}, path)
 
 
@@ -124,12 +124,13 @@ def run_tool_in_process(project_root: Path, tool: str, *args: str, monkeypatch, 
 @pytest.mark.slow
 def test_eval_tool_on_a_checkpoint_writes_outputs(project_root, yolo_split, tmp_path):
     names = (yolo_split / "classes.txt").read_text().splitlines()
-    weights = make_checkpoint(tmp_path / "weights" / "best.pt", names)
+    data_cfg = OmegaConf.to_container(_yolo_data_cfg(yolo_split))
+    weights = make_checkpoint(tmp_path / "weights" / "best.pt", names, imgsz=64, data_cfg=data_cfg)
     out = tmp_path / "eval_run"
+    # no data= and no imgsz=: the checkpoint's training data (val split) and size are used.
     # conf=0: a random-weight model scores below the usual 0.001; every candidate must flow through
-    proc = run_tool(project_root, "eval.py", f"weights={weights}", "data=yolo", f"data.root={yolo_split}",
-                    "data.cache=false", "imgsz=64", "batch=4", "workers=0", "conf=0", "max_det=20", "progress=false",
-                    f"hydra.run.dir={out}")
+    proc = run_tool(project_root, "eval.py", f"weights={weights}", "batch=4", "workers=0", "conf=0", "max_det=20",
+                    "progress=false", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in proc.stdout
     assert "AP50-95" in proc.stdout and "Speed:" in proc.stdout and "ms inference" in proc.stdout
@@ -154,7 +155,7 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("kind", ["missing", "booby_trapped", "not_a_checkpoint"])
+@pytest.mark.parametrize("kind", ["missing", "booby_trapped", "not_a_checkpoint", "no_data_anywhere"])
 def test_eval_tool_rejects_bad_weights_with_one_line(project_root, tmp_path, kind, monkeypatch, capsys):
     marker = tmp_path / "pwned"
     weights = tmp_path / "best.pt"
@@ -163,7 +164,10 @@ def test_eval_tool_rejects_bad_weights_with_one_line(project_root, tmp_path, kin
             pickle.dump({"model": _Payload(marker)}, f, protocol=2)
     elif kind == "not_a_checkpoint":
         torch.save({"weights": torch.zeros(3)}, weights)
-    code, _out, err = run_tool_in_process(project_root, "eval.py", f"weights={weights}", "data=coco128",
+    elif kind == "no_data_anywhere":  # a valid checkpoint that stores no data config, and no data= given
+        make_checkpoint(weights, ["a", "b"])
+    data = [] if kind == "no_data_anywhere" else ["data=coco128"]
+    code, _out, err = run_tool_in_process(project_root, "eval.py", f"weights={weights}", *data,
                                           f"hydra.run.dir={tmp_path / 'run'}", monkeypatch=monkeypatch, capsys=capsys)
     assert code == 1
     lines = err.strip().splitlines()
