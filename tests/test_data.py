@@ -294,3 +294,18 @@ def test_shapes_root_generated_on_first_use(tmp_path, caplog):
         ds = build_dataset(cfg, "val", imgsz=320)
     assert len(ds) == 2 and "generating the shapes dataset" in caplog.text
     assert not list(tmp_path.glob(".shapes-*"))  # the temporary folder is gone
+
+
+def test_ram_cache_gives_the_same_samples(coco128):
+    cfg = coco128_cfg(coco128)
+    plain = build_dataset(cfg, "val", imgsz=256, augment=False)
+    cached = build_dataset(dict(cfg, cache_images=True), "val", imgsz=256, augment=False)
+    assert cached._ram is not None
+    for i in (0, 7):
+        a, b = plain[i], cached[i]
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["boxes"], b["boxes"])
+        assert (a["ratio"], a["pad"]) == (b["ratio"], b["pad"])
+    train = build_dataset(dict(cfg, cache_images=True), "train", imgsz=256, seed=0)
+    img, boxes, labels = train.load_resized(3)
+    assert max(img.shape[:2]) == 256 and img.dtype == np.uint8 and len(boxes) == len(labels)
