@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
 
     from ghostdet.data import build_dataloader, build_dataset
     from ghostdet.engine.runtime import select_device
-    from ghostdet.eval import evaluate_model, format_summary, per_class_table, save_eval_outputs
+    from ghostdet.eval import evaluate_model, format_summary, load_coco_gt, per_class_table, save_eval_outputs
     from ghostdet.utils.benchmark import set_threads
     from ghostdet.utils.checkpoint import build_model_from_checkpoint
 
@@ -47,7 +47,7 @@ def main(cfg: DictConfig) -> None:
         LOGGER.warning("the model's classes differ from the data's (%s... vs %s...): class i of the model is scored "
                        "as class i of the data", meta["names"][:3], list(dataset.names)[:3])
     loader = build_dataloader(dataset, batch_size=cfg.batch, workers=cfg.workers, shuffle=False)
-    coco_gt = dataset.coco_gt()
+    coco_gt = load_coco_gt(cfg.gt) if cfg.gt else dataset.coco_gt()
 
     logging.getLogger("ghostdet.eval.coco_evaluator").setLevel(logging.WARNING)  # the summary is printed below
     result = evaluate_model(model, loader, coco_gt, dataset.category_ids, names=dataset.names, conf=cfg.conf,
