@@ -1,0 +1,4 @@
+"""Detection heads."""
+from ghostdet.models.heads.yolo_head import YOLOHead
+
+__all__ = ["YOLOHead"]
