@@ -20,8 +20,7 @@ def coco128_cfg(root: Path, fmt: str = "coco") -> dict:
     if fmt == "coco":
         return {"format": "coco", "root": str(root), "train": "images/train2017", "val": "images/train2017",
                 "train_ann": "annotations/instances_train2017.json", "val_ann": "annotations/instances_train2017.json"}
-    return {"format": "yolo", "root": str(root), "train": "images/train2017", "val": "images/train2017",
-            "data_yaml": "coco128.yaml"}
+    return {"format": "yolo", "root": str(root), "data_yaml": "coco128.yaml"}  # split folders from the yaml
 
 
 def write_yolo_set(root: Path, items, names, split="train", suffix=".png"):

@@ -221,13 +221,14 @@ def _available_memory() -> int | None:
 def _as_dict(data_cfg) -> dict:
     if data_cfg is None:
         raise ConfigError("no data config: pass data=<shapes|coco128|coco|yolo>")
-    try:
-        from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-        if isinstance(data_cfg, DictConfig):
+    if isinstance(data_cfg, DictConfig):
+        try:
             return OmegaConf.to_container(data_cfg, resolve=True)
-    except ImportError:  # pragma: no cover - hydra is a dependency
-        pass
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"cannot resolve the data config: {' '.join(str(e).split())}") from None
     if not isinstance(data_cfg, dict):
         raise ConfigError(f"data config must be a mapping, got {type(data_cfg).__name__}")
     return dict(data_cfg)
@@ -237,7 +238,7 @@ def _root(cfg: dict, layout: str) -> Path:
     root = cfg.get("root")
     if root in (None, "", "???"):
         raise ConfigError(f"data.root is not set: pass data.root=DIR, a folder with {layout}")
-    path = Path(str(root)).expanduser()
+    path = Path(str(root)).expanduser().resolve()  # absolute: records and caches do not depend on the cwd
     if not path.is_dir():
         raise DataError(f"dataset root {path} not found: expected a folder with {layout}; set data.root=DIR")
     return path
@@ -277,8 +278,12 @@ def scan_coco(cfg: dict, split: str, use_cache: bool = True):
     names, category_ids = _coco_categories(data["categories"], ann_file, report)
     if not names:
         raise DataError(f"{ann_file} has no usable categories; each needs an integer 'id' and a 'name'")
-    if cfg.get("names") and len(cfg["names"]) == len(names):
-        names = [str(n) for n in (cfg["names"].values() if isinstance(cfg["names"], dict) else cfg["names"])]
+    if cfg.get("names"):  # renaming the json's categories (same count, same order)
+        override = list(cfg["names"].values()) if isinstance(cfg["names"], dict) else list(cfg["names"])
+        if len(override) != len(names):
+            raise ConfigError(f"data.names has {len(override)} names but {ann_file} has {len(names)} categories; "
+                              f"drop data.names to use the json's")
+        names = [str(n) for n in override]
 
     images = _coco_images(data["images"], ann_file, images_dir, report)
     files = [str(images_dir / img["file_name"]) for img in images]
@@ -404,18 +409,42 @@ def labels_dir_for(images_dir: Path) -> Path:
     return images_dir
 
 
-def yolo_names(cfg: dict, root: Path) -> list[str]:
+def read_data_yaml(cfg: dict, root: Path) -> tuple[dict, Path]:
+    """The ultralytics-style ``data.yaml`` of a YOLO root (``{}`` when there is none)."""
+    yaml_file = root / str(cfg.get("data_yaml") or "data.yaml")
+    if not yaml_file.is_file():
+        return {}, yaml_file
+    try:
+        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8-sig"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {yaml_file}: {' '.join(str(e).split())}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{yaml_file} must be a mapping with 'names:' (and optionally 'train:'/'val:' folders)")
+    return data, yaml_file
+
+
+def yolo_split_folder(cfg: dict, root: Path, split: str, data_yaml: dict, yaml_file: Path) -> str:
+    """``data.<split>``, else the data.yaml's ``<split>:`` folder, else ``images/<split>`` (relative to data.root)."""
+    if cfg.get(split):
+        return str(cfg[split])
+    value = data_yaml.get(split)
+    if value is None:
+        return f"images/{split}"
+    if not isinstance(value, str) or value.endswith(".txt"):
+        raise ConfigError(f"{yaml_file}: '{split}:' must be one image folder here (lists and .txt image lists "
+                          f"are not supported); set data.{split}=FOLDER")
+    return value  # relative to data.root (the yaml's own `path:` is ignored: data.root says where the set is)
+
+
+def yolo_names(cfg: dict, root: Path, data_yaml: dict | None = None, yaml_file: Path | None = None) -> list[str]:
     """Class names: ``data.names`` (list or {index: name}), else ROOT/data.yaml ``names``, else ROOT/classes.txt."""
     names = cfg.get("names")
     source = "data.names"
     if not names:
-        yaml_file = root / str(cfg.get("data_yaml") or "data.yaml")
-        if yaml_file.is_file():
-            try:
-                names = (yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}).get("names")
-            except (yaml.YAMLError, UnicodeDecodeError, AttributeError) as e:
-                raise DataError(f"cannot read {yaml_file}: {' '.join(str(e).split())}") from None
-            source = str(yaml_file)
+        if data_yaml is None:
+            data_yaml, yaml_file = read_data_yaml(cfg, root)
+        if data_yaml.get("names"):
+            names, source = data_yaml["names"], str(yaml_file)
         elif (root / "classes.txt").is_file():
             names = [n.strip() for n in (root / "classes.txt").read_text(encoding="utf-8").splitlines() if n.strip()]
             source = str(root / "classes.txt")
@@ -436,11 +465,14 @@ def yolo_names(cfg: dict, root: Path) -> list[str]:
 
 def scan_yolo(cfg: dict, split: str, use_cache: bool = True):
     """Scan a YOLO-txt split: ``(records, report, names, None)``."""
-    layout = f"{cfg.get(split)}/*.jpg and the matching labels/*.txt (one 'cls cx cy w h' line per box)"
+    layout = f"{cfg.get(split) or f'images/{split}'}/*.jpg and the matching labels/*.txt (one 'cls cx cy w h' line per box)"
     root = _root(cfg, layout)
+    data_yaml, yaml_file = read_data_yaml(cfg, root)
+    cfg = dict(cfg, **{split: yolo_split_folder(cfg, root, split, data_yaml, yaml_file)})
+    layout = f"{cfg[split]}/*.jpg and the matching labels/*.txt (one 'cls cx cy w h' line per box)"
     images_dir = _split_path(cfg, root, split, layout)
     labels_dir = labels_dir_for(images_dir)
-    names = yolo_names(cfg, root)
+    names = yolo_names(cfg, root, data_yaml, yaml_file)
     image_files = sorted(str(p) for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     label_files = [str((labels_dir / Path(f).relative_to(images_dir)).with_suffix(".txt")) for f in image_files]
     fingerprint = files_fingerprint(image_files + label_files, {"split": split, "names": names})
@@ -474,7 +506,7 @@ def _yolo_image_ids(files: list[str]) -> list[int]:
 
 def _read_yolo_labels(label_file: str, width: int, height: int, num_classes: int, report: ScanReport):
     try:
-        with open(label_file, encoding="utf-8", errors="replace") as f:
+        with open(label_file, encoding="utf-8-sig", errors="replace") as f:  # -sig: Windows editors add a BOM
             lines = f.read().splitlines()
     except FileNotFoundError:
         return np.zeros((0, 4), np.float64), np.zeros((0,), np.int64)  # no label file: a background image
