@@ -308,3 +308,32 @@ def test_ram_cache_gives_the_same_samples(coco128):
     train = build_dataset(dict(cfg, cache_images=True), "train", imgsz=256, seed=0)
     img, boxes, labels = train.load_resized(3)
     assert max(img.shape[:2]) == 256 and img.dtype == np.uint8 and len(boxes) == len(labels)
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
+def test_coco_boxes_on_stored_pixels_of_exif_photos_follow_the_rotation(tmp_path, orientation):
+    """A json sized like the stored pixel array has its boxes there; they must land on the upright object."""
+    stored = np.full((60, 100, 3), 30, np.uint8)
+    stored[10:25, 60:90] = (240, 240, 20)  # object at x 60..90, y 10..25 of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    (tmp_path / "images").mkdir()
+    Image.fromarray(stored).save(tmp_path / "images" / "photo.png", exif=exif.tobytes())
+    cfg = write_coco_json(tmp_path, [{"id": 1, "file_name": "photo.png", "width": 100, "height": 60}],
+                          [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [60, 10, 30, 15], "iscrowd": 0}])
+    ds = build_dataset(cfg, "train", imgsz=128, augment=False)
+    assert ds.report.json_problems == {}  # the json's size is the stored one: not a mismatch
+    img = ds.load_image(0)
+    ys, xs = np.nonzero((img[..., 2] < 100) & (img[..., 0] > 150))  # the yellow object, upright
+    truth = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    rec = ds.records[0]
+    assert (rec.height, rec.width) == img.shape[:2]
+    np.testing.assert_allclose(rec.boxes[0], truth, atol=1)
+    assert ds.coco_gt().imgs[1]["height"] == img.shape[0]
+
+
+def write_coco_json(root: Path, images, annotations) -> dict:
+    (root / "annotations").mkdir(exist_ok=True)
+    (root / "annotations" / "instances.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]}))
+    return {"format": "coco", "root": str(root), "train": "images", "train_ann": "annotations/instances.json"}

@@ -22,7 +22,7 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from ghostdet.data.image_io import IMAGE_SUFFIXES, read_image
+from ghostdet.data.image_io import IMAGE_SUFFIXES, exif_upright_boxes, read_image
 from ghostdet.data.scan import (ImageRecord, ScanReport, clean_boxes, files_fingerprint, finish_report,
                                 load_cache, probe_images, save_cache)
 from ghostdet.data.transforms import TrainTransform, eval_transform
@@ -302,10 +302,15 @@ def scan_coco(cfg: dict, split: str, use_cache: bool = True):
         if probe.error:
             report.skip_image(file, "unreadable", probe.error)
             continue
-        if (img.get("height"), img.get("width")) != (probe.height, probe.width):
+        json_size = (img.get("height"), img.get("width"))
+        # the json's size says which frame its boxes are in: a json sized like the stored (un-rotated) pixels
+        # of an EXIF-rotated photo has boxes on those pixels, which are mapped to the upright image
+        stored_frame = probe.orientation != 1 and json_size == probe.stored_size
+        if json_size != (probe.height, probe.width) and not stored_frame:
             report.json_problem(file, "size mismatch", f"json size {img.get('width')}x{img.get('height')} differs from "
                                 f"the upright image {probe.width}x{probe.height}; using the image's size")
-        records.append(_coco_record(img, file, probe, anns_by_image.get(img["id"], []), ann_file, cat_index, report))
+        records.append(_coco_record(img, file, probe, anns_by_image.get(img["id"], []), ann_file, cat_index, report,
+                                    stored_frame))
     finish_report(records, report)
     if use_cache:
         save_cache(cache_file, fingerprint, records, report)
@@ -365,7 +370,7 @@ def _coco_annotations(annotations, ann_file, image_ids, cat_index, report):
     return by_image
 
 
-def _coco_record(img, file, probe, anns, ann_file, cat_index, report) -> ImageRecord:
+def _coco_record(img, file, probe, anns, ann_file, cat_index, report, stored_frame=False) -> ImageRecord:
     height, width = probe.height, probe.width
     boxes, labels, areas, where, crowd = [], [], [], [], []
     for ann in anns:
@@ -378,7 +383,10 @@ def _coco_record(img, file, probe, anns, ann_file, cat_index, report) -> ImageRe
             continue
         area = ann.get("area")  # COCO's area is the segment's; APs/m/l depend on it, so keep it for eval
         area = float(area) if isinstance(area, (int, float)) and np.isfinite(area) and area > 0 else w * h
-        entry = ([x, y, x + w, y + h], cat_index[ann["category_id"]], area, loc)
+        box = [x, y, x + w, y + h]
+        if stored_frame and np.isfinite(box).all():
+            box = exif_upright_boxes(box, probe.orientation, probe.stored_size)[0].tolist()
+        entry = (box, cat_index[ann["category_id"]], area, loc)
         (crowd if ann.get("iscrowd") else boxes).append(entry)
     num_classes = len(cat_index)
 

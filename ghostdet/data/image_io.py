@@ -22,12 +22,17 @@ _EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP", "PNG")
 
 
 class ImageProbe:
-    """What the scan learns from an image header: upright size, or why the file is unusable."""
+    """What the scan learns from an image header: upright size and EXIF orientation, or why it is unusable."""
 
-    __slots__ = ("height", "width", "error")
+    __slots__ = ("height", "width", "orientation", "error")
 
-    def __init__(self, height: int = 0, width: int = 0, error: str | None = None):
-        self.height, self.width, self.error = height, width, error
+    def __init__(self, height: int = 0, width: int = 0, error: str | None = None, orientation: int = 1):
+        self.height, self.width, self.error, self.orientation = height, width, error, orientation
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(h, w) of the pixel array as stored, before the EXIF rotation."""
+        return (self.width, self.height) if self.orientation in _SWAPS_AXES else (self.height, self.width)
 
 
 def probe_image(path: str | Path) -> ImageProbe:
@@ -48,6 +53,8 @@ def probe_image(path: str | Path) -> ImageProbe:
             return ImageProbe(error=f"invalid size {width}x{height}")
         with Image.open(path) as im:  # a second, header-only open for EXIF
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1) if fmt in _EXIF_FORMATS else 1
+        if orientation not in range(1, 9):
+            orientation = 1
         if fmt == "JPEG" and not _has_jpeg_end(path):
             with Image.open(path) as im:
                 im.load()  # raises on a truly truncated file (LOAD_TRUNCATED_IMAGES is off)
@@ -57,7 +64,23 @@ def probe_image(path: str | Path) -> ImageProbe:
         return ImageProbe(error=f"unreadable image ({type(e).__name__}: {_one_line(e)})")
     if orientation in _SWAPS_AXES:
         width, height = height, width
-    return ImageProbe(height, width)
+    return ImageProbe(height, width, orientation=orientation)
+
+
+def exif_upright_boxes(boxes: np.ndarray, orientation: int, stored_size: tuple[int, int]) -> np.ndarray:
+    """Map xyxy boxes drawn on the stored pixel array into the upright (EXIF-applied) image.
+
+    ``stored_size`` is (h, w) before rotation. Orientation 6 means "rotate 90° clockwise to display".
+    """
+    h, w = stored_size
+    x1, y1, x2, y2 = (np.asarray(boxes, dtype=np.float64).reshape(-1, 4).T)
+    corners = {  # where the stored corners (x1, y1) and (x2, y2) land, per orientation
+        1: (x1, y1, x2, y2), 2: (w - x1, y1, w - x2, y2), 3: (w - x1, h - y1, w - x2, h - y2),
+        4: (x1, h - y1, x2, h - y2), 5: (y1, x1, y2, x2), 6: (h - y1, x1, h - y2, x2),
+        7: (h - y1, w - x1, h - y2, w - x2), 8: (y1, w - x1, y2, w - x2),
+    }[orientation]
+    ax, ay, bx, by = corners
+    return np.stack([np.minimum(ax, bx), np.minimum(ay, by), np.maximum(ax, bx), np.maximum(ay, by)], axis=1)
 
 
 def _has_jpeg_end(path: Path) -> bool:
