@@ -65,5 +65,4 @@ def build_dataloader(dataset, batch_size: int = 16, workers: int = 2, shuffle: b
         persistent_workers=workers > 0,
         worker_init_fn=_seed_worker if workers > 0 else None,
         generator=generator,
-        prefetch_factor=4 if workers > 0 else None,
     )
