@@ -36,13 +36,15 @@ ultralytics names and meanings): ``mosaic`` (probability), ``mixup`` (probabilit
 """
 from __future__ import annotations
 
-from ghostdet.data.datasets import DetectionDataset, build_dataset, scan_coco, scan_yolo
+from ghostdet.data.coco import scan_coco
+from ghostdet.data.datasets import DetectionDataset, build_dataset
 from ghostdet.data.image_io import probe_image, read_image
 from ghostdet.data.letterbox import letterbox, letterbox_boxes, unletterbox_boxes
 from ghostdet.data.loader import build_dataloader, collate_fn
 from ghostdet.data.scan import ImageRecord, ScanReport
 from ghostdet.data.shapes import generate_shapes
 from ghostdet.data.transforms import DEFAULT_AUG, eval_transform
+from ghostdet.data.yolo import scan_yolo
 
 __all__ = [
     "DEFAULT_AUG",

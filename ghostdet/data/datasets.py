@@ -1,4 +1,5 @@
-"""Datasets: COCO instances json, YOLO txt, and the generated ``shapes`` set (COCO json on disk).
+"""The dataset object and its builder over the formats: COCO json (``coco.py``), YOLO txt (``yolo.py``) and
+the generated ``shapes`` set (``shapes.py``, COCO json on disk).
 
 ``build_dataset`` validates the ``data`` config node, scans the split (or loads its scan cache), logs the
 report and returns a ``DetectionDataset``. Setup faults (no root, no annotation file, no usable image)
@@ -8,30 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import Dataset
 
-from ghostdet.data.image_io import IMAGE_SUFFIXES, exif_upright_boxes, read_image
-from ghostdet.data.scan import (ImageRecord, ScanReport, clean_boxes, files_fingerprint, finish_report,
-                                load_cache, probe_images, save_cache)
+from ghostdet.data.coco import scan_coco
+from ghostdet.data.image_io import read_image
+from ghostdet.data.scan import ImageRecord, ScanReport
 from ghostdet.data.transforms import TrainTransform, eval_transform
+from ghostdet.data.yolo import scan_yolo
 from ghostdet.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("coco", "yolo", "shapes")
-_MAX_LOAD_RETRIES = 10
 
 
 # ------------------------------------------------------------------------------------------------ dataset
@@ -232,324 +229,3 @@ def _as_dict(data_cfg) -> dict:
     if not isinstance(data_cfg, dict):
         raise ConfigError(f"data config must be a mapping, got {type(data_cfg).__name__}")
     return dict(data_cfg)
-
-
-def _root(cfg: dict, layout: str) -> Path:
-    root = cfg.get("root")
-    if root in (None, "", "???"):
-        raise ConfigError(f"data.root is not set: pass data.root=DIR, a folder with {layout}")
-    path = Path(str(root)).expanduser().resolve()  # absolute: records and caches do not depend on the cwd
-    if not path.is_dir():
-        raise DataError(f"dataset root {path} not found: expected a folder with {layout}; set data.root=DIR")
-    return path
-
-
-def _split_path(cfg: dict, root: Path, key: str, layout: str, is_file: bool = False) -> Path:
-    value = cfg.get(key)
-    if value in (None, ""):
-        raise ConfigError(f"data.{key} is not set: expected {layout} under {root}")
-    path = root / str(value)
-    if not (path.is_file() if is_file else path.is_dir()):
-        what = "file" if is_file else "folder"
-        raise DataError(f"{what} {path} not found: expected {layout} under data.root={root}; set data.{key}=...")
-    return path
-
-
-# --------------------------------------------------------------------------------------------------- COCO
-def scan_coco(cfg: dict, split: str, use_cache: bool = True):
-    """Scan a COCO-json split: ``(records, report, names, category_ids)``."""
-    img_key, ann_key = split, f"{split}_ann"
-    layout = f"images in {cfg.get(img_key)}/ and a COCO instances json at {cfg.get(ann_key)}"
-    root = _root(cfg, layout)
-    ann_file = _split_path(cfg, root, ann_key, layout, is_file=True)
-    images_dir = _split_path(cfg, root, img_key, layout)
-    try:
-        with open(ann_file, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"cannot read COCO json {ann_file}: {' '.join(str(e).split())}; fix or regenerate it") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("categories"), list):
-        raise DataError(f"{ann_file} is not a COCO instances json (needs 'images', 'annotations', 'categories' lists)")
-    annotations = data.get("annotations") or []
-    if not isinstance(annotations, list):
-        raise DataError(f"{ann_file}: 'annotations' must be a list")
-
-    report = ScanReport(split, str(ann_file))
-    names, category_ids = _coco_categories(data["categories"], ann_file, report)
-    if not names:
-        raise DataError(f"{ann_file} has no usable categories; each needs an integer 'id' and a 'name'")
-    if cfg.get("names"):  # renaming the json's categories (same count, same order)
-        override = list(cfg["names"].values()) if isinstance(cfg["names"], dict) else list(cfg["names"])
-        if len(override) != len(names):
-            raise ConfigError(f"data.names has {len(override)} names but {ann_file} has {len(names)} categories; "
-                              f"drop data.names to use the json's")
-        names = [str(n) for n in override]
-
-    images = _coco_images(data["images"], ann_file, images_dir, report)
-    files = [str(images_dir / img["file_name"]) for img in images]
-    fingerprint = files_fingerprint([str(ann_file), *files], {"split": split, "images": str(images_dir), "names": names})
-    cache_file = ann_file.with_name(f"{ann_file.stem}.{split}.ghostdet.cache")
-    if use_cache and (hit := load_cache(cache_file, fingerprint)) is not None:
-        records, report = hit
-        return records, report, names, category_ids
-
-    cat_index = {cid: i for i, cid in enumerate(category_ids)}
-    anns_by_image = _coco_annotations(annotations, ann_file, {img["id"] for img in images}, cat_index, report)
-    report.images_found = len(images) + report.images_skipped["missing file"]
-    probes = probe_images(files)
-    records = []
-    for img, file, probe in zip(images, files, probes):
-        if probe.error:
-            report.skip_image(file, "unreadable", probe.error)
-            continue
-        json_size = (img.get("height"), img.get("width"))
-        # the json's size says which frame its boxes are in: a json sized like the stored (un-rotated) pixels
-        # of an EXIF-rotated photo has boxes on those pixels, which are mapped to the upright image
-        stored_frame = probe.orientation != 1 and json_size == probe.stored_size
-        if json_size != (probe.height, probe.width) and not stored_frame:
-            report.json_problem(file, "size mismatch", f"json size {img.get('width')}x{img.get('height')} differs from "
-                                f"the upright image {probe.width}x{probe.height}; using the image's size")
-        records.append(_coco_record(img, file, probe, anns_by_image.get(img["id"], []), ann_file, cat_index, report,
-                                    stored_frame))
-    finish_report(records, report)
-    if use_cache:
-        save_cache(cache_file, fingerprint, records, report)
-    return records, report, names, category_ids
-
-
-def _coco_categories(categories, ann_file, report):
-    seen = {}
-    for cat in categories:
-        cid = cat.get("id") if isinstance(cat, dict) else None
-        if not isinstance(cid, int) or isinstance(cid, bool):
-            report.json_problem(str(ann_file), "bad category", f"category {cat!r} has no integer id; ignored")
-        elif cid in seen:
-            report.json_problem(str(ann_file), "duplicate category id", f"category id {cid} defined twice; the first kept")
-        else:
-            seen[cid] = str(cat.get("name", cid))
-    category_ids = sorted(seen)
-    return [seen[c] for c in category_ids], category_ids
-
-
-def _coco_images(images, ann_file, images_dir, report):
-    kept, ids = [], set()
-    for img in images:
-        if not isinstance(img, dict) or not isinstance(img.get("id"), int) or not isinstance(img.get("file_name"), str):
-            report.json_problem(str(ann_file), "bad image entry", f"image entry {str(img)[:80]} lacks an integer 'id' or a 'file_name'; ignored")
-            continue
-        if img["id"] in ids:
-            report.json_problem(str(ann_file), "duplicate image id",
-                                f"image id {img['id']} used again by {img['file_name']}; that entry is ignored")
-            continue
-        ids.add(img["id"])
-        if not (images_dir / img["file_name"]).is_file():
-            report.skip_image(str(images_dir / img["file_name"]), "missing file", f"listed in {ann_file.name} but not found")
-            continue
-        kept.append(img)
-    return kept
-
-
-def _coco_annotations(annotations, ann_file, image_ids, cat_index, report):
-    by_image = defaultdict(list)
-    ann_ids = set()
-    for ann in annotations:
-        where = f"{ann_file} annotation id {ann.get('id') if isinstance(ann, dict) else '?'}"
-        if not isinstance(ann, dict):
-            report.drop_box(where, "malformed", "annotation is not an object")
-            continue
-        if ann.get("id") in ann_ids:
-            report.json_problem(where, "duplicate annotation id", f"annotation id {ann.get('id')} used twice; both kept")
-        ann_ids.add(ann.get("id"))
-        if ann.get("image_id") not in image_ids:
-            report.drop_box(where, "unknown image", f"refers to image id {ann.get('image_id')}, which is not a usable image")
-            continue
-        if ann.get("category_id") not in cat_index:
-            report.drop_box(where, "unknown category", f"category id {ann.get('category_id')} is not in 'categories'")
-            continue
-        by_image[ann["image_id"]].append(ann)
-    return by_image
-
-
-def _coco_record(img, file, probe, anns, ann_file, cat_index, report, stored_frame=False) -> ImageRecord:
-    height, width = probe.height, probe.width
-    boxes, labels, areas, where, crowd = [], [], [], [], []
-    for ann in anns:
-        loc = f"{ann_file.name} annotation id {ann.get('id')} ({os.path.basename(file)})"
-        bbox = ann.get("bbox")
-        try:
-            x, y, w, h = (float(v) for v in bbox)
-        except (TypeError, ValueError):
-            report.drop_box(loc, "malformed", f"bbox {bbox!r} is not 4 numbers")
-            continue
-        area = ann.get("area")  # COCO's area is the segment's; APs/m/l depend on it, so keep it for eval
-        area = float(area) if isinstance(area, (int, float)) and np.isfinite(area) and area > 0 else w * h
-        box = [x, y, x + w, y + h]
-        if stored_frame and np.isfinite(box).all():
-            box = exif_upright_boxes(box, probe.orientation, probe.stored_size)[0].tolist()
-        entry = (box, cat_index[ann["category_id"]], area, loc)
-        (crowd if ann.get("iscrowd") else boxes).append(entry)
-    num_classes = len(cat_index)
-
-    def columns(entries):
-        return (np.array([e[0] for e in entries], dtype=np.float64).reshape(-1, 4), np.array([e[1] for e in entries], dtype=np.int64),
-                np.array([e[2] for e in entries], dtype=np.float64), [e[3] for e in entries])
-
-    b, l, a, where = columns(boxes)
-    kept_boxes, kept_labels, kept = clean_boxes(b, l, width, height, num_classes, where, report)
-    rec = ImageRecord(file, int(img["id"]), height, width, kept_boxes, kept_labels, areas=a[kept])
-    if crowd:  # crowd regions: validated the same way, reported, not counted among training boxes
-        crowd_report = ScanReport(report.split, report.source)
-        b, l, a, where = columns(crowd)
-        rec.crowd_boxes, rec.crowd_labels, kept = clean_boxes(b, l, width, height, num_classes, where, crowd_report)
-        rec.crowd_areas = a[kept]
-        report.problems.extend(p.replace("box dropped", "crowd region dropped") for p in crowd_report.problems)
-    return rec
-
-
-# --------------------------------------------------------------------------------------------------- YOLO
-def labels_dir_for(images_dir: Path) -> Path:
-    """YOLO convention: the last ``images`` path component becomes ``labels`` (else labels sit beside images)."""
-    parts = list(images_dir.parts)
-    for i in range(len(parts) - 1, -1, -1):
-        if parts[i] == "images":
-            parts[i] = "labels"
-            return Path(*parts)
-    return images_dir
-
-
-def read_data_yaml(cfg: dict, root: Path) -> tuple[dict, Path]:
-    """The ultralytics-style ``data.yaml`` of a YOLO root (``{}`` when there is none)."""
-    yaml_file = root / str(cfg.get("data_yaml") or "data.yaml")
-    if not yaml_file.is_file():
-        return {}, yaml_file
-    try:
-        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8-sig"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {yaml_file}: {' '.join(str(e).split())}") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{yaml_file} must be a mapping with 'names:' (and optionally 'train:'/'val:' folders)")
-    return data, yaml_file
-
-
-def yolo_split_folder(cfg: dict, root: Path, split: str, data_yaml: dict, yaml_file: Path) -> str:
-    """``data.<split>``, else the data.yaml's ``<split>:`` folder, else ``images/<split>`` (relative to data.root)."""
-    if cfg.get(split):
-        return str(cfg[split])
-    value = data_yaml.get(split)
-    if value is None:
-        return f"images/{split}"
-    if not isinstance(value, str) or value.endswith(".txt"):
-        raise ConfigError(f"{yaml_file}: '{split}:' must be one image folder here (lists and .txt image lists "
-                          f"are not supported); set data.{split}=FOLDER")
-    return value  # relative to data.root (the yaml's own `path:` is ignored: data.root says where the set is)
-
-
-def yolo_names(cfg: dict, root: Path, data_yaml: dict | None = None, yaml_file: Path | None = None) -> list[str]:
-    """Class names: ``data.names`` (list or {index: name}), else ROOT/data.yaml ``names``, else ROOT/classes.txt."""
-    names = cfg.get("names")
-    source = "data.names"
-    if not names:
-        if data_yaml is None:
-            data_yaml, yaml_file = read_data_yaml(cfg, root)
-        if data_yaml.get("names"):
-            names, source = data_yaml["names"], str(yaml_file)
-        elif (root / "classes.txt").is_file():
-            names = [n.strip() for n in (root / "classes.txt").read_text(encoding="utf-8").splitlines() if n.strip()]
-            source = str(root / "classes.txt")
-    if not names:
-        raise DataError(f"no class names for {root}: add 'names:' to {root / 'data.yaml'} (or classes.txt), or set data.names=[...]")
-    if isinstance(names, dict):
-        try:
-            index = {int(k): str(v) for k, v in names.items()}
-        except (TypeError, ValueError):
-            raise DataError(f"{source}: names must be a list or an {{index: name}} mapping") from None
-        if sorted(index) != list(range(len(index))):
-            raise DataError(f"{source}: names indices must be 0..{len(index) - 1} without gaps")
-        return [index[i] for i in range(len(index))]
-    if not isinstance(names, (list, tuple)):
-        raise DataError(f"{source}: names must be a list or an {{index: name}} mapping")
-    return [str(n) for n in names]
-
-
-def scan_yolo(cfg: dict, split: str, use_cache: bool = True):
-    """Scan a YOLO-txt split: ``(records, report, names, None)``."""
-    layout = f"{cfg.get(split) or f'images/{split}'}/*.jpg and the matching labels/*.txt (one 'cls cx cy w h' line per box)"
-    root = _root(cfg, layout)
-    data_yaml, yaml_file = read_data_yaml(cfg, root)
-    cfg = dict(cfg, **{split: yolo_split_folder(cfg, root, split, data_yaml, yaml_file)})
-    layout = f"{cfg[split]}/*.jpg and the matching labels/*.txt (one 'cls cx cy w h' line per box)"
-    images_dir = _split_path(cfg, root, split, layout)
-    labels_dir = labels_dir_for(images_dir)
-    names = yolo_names(cfg, root, data_yaml, yaml_file)
-    image_files = sorted(str(p) for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    label_files = [str((labels_dir / Path(f).relative_to(images_dir)).with_suffix(".txt")) for f in image_files]
-    fingerprint = files_fingerprint(image_files + label_files, {"split": split, "names": names})
-    cache_file = labels_dir.parent / f"{labels_dir.name}.ghostdet.cache" if labels_dir != images_dir else images_dir / f"{split}.ghostdet.cache"
-    if use_cache and (hit := load_cache(cache_file, fingerprint)) is not None:
-        return hit[0], hit[1], names, None
-
-    report = ScanReport(split, str(images_dir))
-    report.images_found = len(image_files)
-    image_ids = _yolo_image_ids(image_files)
-    records = []
-    for file, label_file, image_id, probe in zip(image_files, label_files, image_ids, probe_images(image_files)):
-        if probe.error:
-            report.skip_image(file, "unreadable", probe.error)
-            continue
-        boxes, labels = _read_yolo_labels(label_file, probe.width, probe.height, len(names), report)
-        records.append(ImageRecord(file, image_id, probe.height, probe.width, boxes, labels))
-    finish_report(records, report)
-    if use_cache and records:
-        save_cache(cache_file, fingerprint, records, report)
-    return records, report, names, None
-
-
-def _yolo_image_ids(files: list[str]) -> list[int]:
-    """COCO-style numeric stems (``000000000009.jpg`` → 9) when they are all numeric and unique, else indices."""
-    stems = [Path(f).stem for f in files]
-    if stems and all(s.isdigit() for s in stems) and len({int(s) for s in stems}) == len(stems):
-        return [int(s) for s in stems]
-    return list(range(len(files)))
-
-
-def _read_yolo_labels(label_file: str, width: int, height: int, num_classes: int, report: ScanReport):
-    try:
-        with open(label_file, encoding="utf-8-sig", errors="replace") as f:  # -sig: Windows editors add a BOM
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return np.zeros((0, 4), np.float64), np.zeros((0,), np.int64)  # no label file: a background image
-    except OSError as e:
-        report.drop_box(label_file, "unreadable label file", f"cannot read the label file ({e}); image used as background")
-        return np.zeros((0, 4), np.float64), np.zeros((0,), np.int64)
-    boxes, labels, where = [], [], []
-    for line_no, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields:
-            continue
-        loc = f"{label_file}:{line_no}"
-        try:
-            values = [float(v) for v in fields]
-        except ValueError:
-            report.drop_box(loc, "malformed", f"not numbers: {line.strip()[:60]!r}")
-            continue
-        if not all(np.isfinite(values)):
-            report.drop_box(loc, "non-finite", f"non-finite value in {line.strip()[:60]!r}")
-            continue
-        if len(values) == 5:
-            cls, cx, cy, w, h = values
-            box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
-        elif len(values) >= 7 and len(values) % 2 == 1:  # a segmentation polygon: its bounding box
-            cls, xs, ys = values[0], values[1::2], values[2::2]
-            box = [min(xs), min(ys), max(xs), max(ys)]
-        else:
-            report.drop_box(loc, "malformed", f"expected 'cls cx cy w h', got {len(values)} values")
-            continue
-        if cls != int(cls):
-            report.drop_box(loc, "malformed", f"class {fields[0]!r} is not an integer")
-            continue
-        boxes.append([box[0] * width, box[1] * height, box[2] * width, box[3] * height])
-        labels.append(int(cls))
-        where.append(loc)
-    kept_boxes, kept_labels, _ = clean_boxes(np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(labels, dtype=np.int64),
-                                             width, height, num_classes, where, report)
-    return kept_boxes, kept_labels

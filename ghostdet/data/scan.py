@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ghostdet.data.image_io import ImageProbe, probe_image
+from ghostdet.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,28 @@ def finish_report(records: list[ImageRecord], report: ScanReport) -> None:
     report.class_counts = Counter()
     for r in records:
         report.class_counts.update(r.labels.tolist())
+
+
+# ---------------------------------------------------------------------------------------------- paths
+def resolve_root(cfg: dict, layout: str) -> Path:
+    root = cfg.get("root")
+    if root in (None, "", "???"):
+        raise ConfigError(f"data.root is not set: pass data.root=DIR, a folder with {layout}")
+    path = Path(str(root)).expanduser().resolve()  # absolute: records and caches do not depend on the cwd
+    if not path.is_dir():
+        raise DataError(f"dataset root {path} not found: expected a folder with {layout}; set data.root=DIR")
+    return path
+
+
+def split_path(cfg: dict, root: Path, key: str, layout: str, is_file: bool = False) -> Path:
+    value = cfg.get(key)
+    if value in (None, ""):
+        raise ConfigError(f"data.{key} is not set: expected {layout} under {root}")
+    path = root / str(value)
+    if not (path.is_file() if is_file else path.is_dir()):
+        what = "file" if is_file else "folder"
+        raise DataError(f"{what} {path} not found: expected {layout} under data.root={root}; set data.{key}=...")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------- cache
