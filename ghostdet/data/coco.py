@@ -63,9 +63,9 @@ def scan_coco(cfg: dict, split: str, use_cache: bool = True):
             report.skip_image(file, "unreadable", probe.error)
             continue
         json_size = (img.get("height"), img.get("width"))
-        # the json's size says which frame its boxes are in: a json sized like the stored (un-rotated) pixels
-        # of an EXIF-rotated photo has boxes on those pixels, which are mapped to the upright image
-        stored_frame = probe.orientation != 1 and json_size == probe.stored_size
+        # boxes refer to the upright image, unless the json's size fits only the stored (un-rotated) pixels of
+        # a 90°-rotated photo (annotated where the EXIF tag was ignored, as in COCO itself): then they are mapped
+        stored_frame = json_size == probe.stored_size != (probe.height, probe.width)
         if json_size != (probe.height, probe.width) and not stored_frame:
             report.json_problem(file, "size mismatch", f"json size {img.get('width')}x{img.get('height')} differs from "
                                 f"the upright image {probe.width}x{probe.height}; using the image's size")
@@ -132,9 +132,9 @@ def _coco_annotations(annotations, ann_file, image_ids, cat_index, report):
 
 def _coco_record(img, file, probe, anns, ann_file, cat_index, report, stored_frame=False) -> ImageRecord:
     height, width = probe.height, probe.width
-    boxes, labels, areas, where, crowd = [], [], [], [], []
+    boxes, crowd = [], []
     for ann in anns:
-        loc = f"{ann_file.name} annotation id {ann.get('id')} ({os.path.basename(file)})"
+        loc = f"{ann_file} annotation id {ann.get('id')} ({os.path.basename(file)})"
         bbox = ann.get("bbox")
         try:
             x, y, w, h = (float(v) for v in bbox)
@@ -150,17 +150,18 @@ def _coco_record(img, file, probe, anns, ann_file, cat_index, report, stored_fra
         (crowd if ann.get("iscrowd") else boxes).append(entry)
     num_classes = len(cat_index)
 
-    def columns(entries):
-        return (np.array([e[0] for e in entries], dtype=np.float64).reshape(-1, 4), np.array([e[1] for e in entries], dtype=np.int64),
-                np.array([e[2] for e in entries], dtype=np.float64), [e[3] for e in entries])
+    def columns(entries):  # (box, class, area, where) rows -> arrays
+        return (np.array([e[0] for e in entries], dtype=np.float64).reshape(-1, 4),
+                np.array([e[1] for e in entries], dtype=np.int64), np.array([e[2] for e in entries], dtype=np.float64),
+                [e[3] for e in entries])
 
-    b, l, a, where = columns(boxes)
-    kept_boxes, kept_labels, kept = clean_boxes(b, l, width, height, num_classes, where, report)
-    rec = ImageRecord(file, int(img["id"]), height, width, kept_boxes, kept_labels, areas=a[kept])
+    xyxy, classes, areas, where = columns(boxes)
+    kept_boxes, kept_labels, kept = clean_boxes(xyxy, classes, width, height, num_classes, where, report)
+    rec = ImageRecord(file, int(img["id"]), height, width, kept_boxes, kept_labels, areas=areas[kept])
     if crowd:  # crowd regions: validated the same way, reported, not counted among training boxes
         crowd_report = ScanReport(report.split, report.source)
-        b, l, a, where = columns(crowd)
-        rec.crowd_boxes, rec.crowd_labels, kept = clean_boxes(b, l, width, height, num_classes, where, crowd_report)
-        rec.crowd_areas = a[kept]
+        xyxy, classes, areas, where = columns(crowd)
+        rec.crowd_boxes, rec.crowd_labels, kept = clean_boxes(xyxy, classes, width, height, num_classes, where, crowd_report)
+        rec.crowd_areas = areas[kept]
         report.problems.extend(p.replace("box dropped", "crowd region dropped") for p in crowd_report.problems)
     return rec
