@@ -355,3 +355,18 @@ def test_exif_box_mapping_matches_pil_for_every_orientation(orientation):
     ys, xs = np.nonzero(upright)
     box = exif_upright_boxes([[60, 10, 90, 25]], orientation, (60, 100))[0]
     np.testing.assert_allclose(box, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+
+
+def test_distributed_loader_uses_a_distributed_sampler(tmp_path):
+    import torch.distributed as dist
+
+    items = [(f"im{i}", np.full((64, 64, 3), 30 * i, np.uint8), [(0, 8, 8, 40, 40)]) for i in range(6)]
+    ds = build_dataset(write_yolo_set(tmp_path, items, ["thing"]), "train", imgsz=64, augment=True)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        loader = build_dataloader(ds, batch_size=2, workers=0, shuffle=True, seed=3, distributed=True)
+        assert isinstance(loader.sampler, torch.utils.data.DistributedSampler) and loader.sampler.seed == 3
+        loader.sampler.set_epoch(1)
+        assert sum(len(images) for images, _, _ in loader) == 6
+    finally:
+        dist.destroy_process_group()
