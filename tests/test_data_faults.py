@@ -67,6 +67,7 @@ def build_broken_yolo_folder(root: Path) -> dict:
     (images / "emptylabel.jpg").write_bytes(jpeg_bytes(seed=5))
     (labels / "emptylabel.txt").write_text("")
     (images / "notes.txt").write_text("ignored: not an image suffix")
+    (labels / "orphan.txt").write_text(good_line)  # e.g. its image was renamed
     (root / "data.yaml").write_text("names:\n  0: cat\n  1: dog\n")
     return {"format": "yolo", "root": str(root), "train": "images/train", "val": "images/train"}
 
@@ -92,6 +93,7 @@ def test_broken_yolo_folder_is_scanned_reported_and_trained_on(tmp_path, caplog)
         if reason:
             assert f"{faults}:{line_no}: box dropped" in log, (line_no, reason)
     assert f"{faults}:8: box clipped" in log
+    assert report.orphan_labels == 1 and "orphan.txt: label file without an image" in log
     assert "8/12 images used (2 background)" in log and "7 boxes kept" in log  # the summary line
     rec = {Path(r.file).stem: r for r in ds.records}
     np.testing.assert_allclose(rec["faults"].boxes, [[40, 32, 60, 48], [80, 32, 100, 48]], atol=1e-3)
@@ -115,7 +117,7 @@ def test_broken_yolo_folder_is_scanned_reported_and_trained_on(tmp_path, caplog)
         assert val[i]["image"].shape == (128, 128, 3)
 
 
-def test_yolo_folder_without_any_usable_image_is_a_one_line_error(tmp_path):
+def test_yolo_folder_without_any_usable_image_is_a_one_line_error(tmp_path, caplog):
     (tmp_path / "images" / "train").mkdir(parents=True)
     (tmp_path / "images" / "train" / "a.jpg").write_text("not an image")
     (tmp_path / "images" / "train" / "b.jpg").write_bytes(b"")
@@ -123,6 +125,12 @@ def test_yolo_folder_without_any_usable_image_is_a_one_line_error(tmp_path):
     with pytest.raises(DataError) as err:
         build_dataset({"format": "yolo", "root": str(tmp_path), "train": "images/train"}, "train")
     assert "\n" not in str(err.value) and "no usable image" in str(err.value) and "unreadable 2" in str(err.value)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / "train" / "c.png")
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    (tmp_path / "labels" / "train" / "C.txt").write_text("0 0.5 0.5 0.5 0.5\n")  # stem case differs: no labels found
+    with caplog.at_level(logging.WARNING, logger="ghostdet"):
+        build_dataset({"format": "yolo", "root": str(tmp_path), "train": "images/train"}, "train")
+    assert "has no boxes at all" in caplog.text and "C.txt: label file without an image" in caplog.text
     with pytest.raises(DataError, match="images/val"):  # a split folder that does not exist
         build_dataset({"format": "yolo", "root": str(tmp_path), "val": "images/val"}, "val")
     (tmp_path / "data.yaml").unlink()

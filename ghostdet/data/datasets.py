@@ -200,6 +200,9 @@ def build_dataset(data_cfg, split: str = "train", imgsz: int = 640, augment: boo
     if not records:
         raise DataError(f"no usable image in {report.source} ({report.summary()}); "
                         f"run tools/check_data.py data.root=... to list the problems")
+    if report.boxes_kept == 0:
+        log.warning("%s split of %s has no boxes at all: every image is a background image; check that the labels "
+                    "are where expected (YOLO: labels/ beside images/, same file stems)", split, report.source)
     augment = split == "train" if augment is None else augment
     dataset = DetectionDataset(records, names, category_ids, imgsz=imgsz, augment=augment, aug_cfg=aug_cfg,
                                report=report, seed=seed)

@@ -79,6 +79,7 @@ class ScanReport:
     boxes_kept: int = 0
     boxes_clipped: int = 0  # kept after clipping to the image by more than CLIP_WARN_PX
     crowd_kept: int = 0
+    orphan_labels: int = 0  # YOLO label files without an image
     images_skipped: Counter = field(default_factory=Counter)  # reason -> count
     boxes_dropped: Counter = field(default_factory=Counter)  # reason -> count
     json_problems: Counter = field(default_factory=Counter)  # reason -> count (COCO json structure)
@@ -110,6 +111,8 @@ class ScanReport:
         ]
         if self.json_problems:
             parts.append(f"json problems: {fmt(self.json_problems)}")
+        if self.orphan_labels:
+            parts.append(f"{self.orphan_labels} label files without an image")
         return "; ".join(parts) + (" [from cache]" if self.from_cache else "")
 
     def log(self, logger: logging.Logger = log) -> None:

@@ -150,8 +150,8 @@ def _box_candidates(before, after, aug, eps=1e-9):
 
 def mixup(a, b, rng: np.random.Generator):
     """Blend two augmented samples (ratio ~ Beta(32, 32)) and keep the boxes of both."""
-    ratio = rng.beta(32.0, 32.0)
-    img = (a[0].astype(np.float32) * ratio + b[0].astype(np.float32) * (1 - ratio)).astype(np.uint8)
+    ratio = float(rng.beta(32.0, 32.0))
+    img = cv2.addWeighted(a[0], ratio, b[0], 1.0 - ratio, 0.0)
     return img, np.concatenate([a[1], b[1]]), np.concatenate([a[2], b[2]])
 
 

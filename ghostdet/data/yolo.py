@@ -106,6 +106,10 @@ def scan_yolo(cfg: dict, split: str, use_cache: bool = True):
             continue
         boxes, labels = _read_yolo_labels(label_file, probe.width, probe.height, len(names), report)
         records.append(ImageRecord(file, image_id, probe.height, probe.width, boxes, labels))
+    orphans = sorted(set(map(str, labels_dir.rglob("*.txt"))) - set(label_files)) if labels_dir.is_dir() else []
+    for orphan in orphans:  # usually a naming mismatch between images and labels
+        report.problems.append(f"{orphan}: label file without an image in {images_dir}; ignored")
+    report.orphan_labels = len(orphans)
     finish_report(records, report)
     if use_cache and records:
         save_cache(cache_file, fingerprint, records, report)
