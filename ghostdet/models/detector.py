@@ -46,10 +46,11 @@ class GhostYOLO(nn.Module):
                  reg_max: int = 16, strides: Sequence[int] = (8, 16, 32),
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
         super().__init__()
-        in_channels = list(getattr(backbone, "out_channels", None) or [])
-        if len(in_channels) != 3:
-            raise ConfigError(f"backbone {type(backbone).__name__} must expose out_channels with 3 entries "
-                              f"(maps at strides 8/16/32), got {in_channels or 'none'}; build it with features_only=True")
+        in_channels = getattr(backbone, "out_channels", None)
+        if not isinstance(in_channels, (list, tuple)) or len(in_channels) != 3:
+            raise ConfigError(f"backbone {type(backbone).__name__} must expose out_channels as a list of 3 widths "
+                              f"(maps at strides 8/16/32), got {in_channels!r}; build it with features_only=True")
+        in_channels = [int(c) for c in in_channels]
         if int(num_classes) < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
