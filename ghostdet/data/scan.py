@@ -24,7 +24,7 @@ from ghostdet.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # bump whenever scanning rules change: old caches are rescanned
 MAX_LOGGED_PROBLEMS = 30  # the rest are counted in the summary and listed by tools/check_data.py
 CLIP_WARN_PX = 1.0  # clipping by more than this is reported; sub-pixel overshoot (common in COCO) is not
 
