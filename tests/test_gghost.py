@@ -157,3 +157,77 @@ def test_trains_and_variant_names():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     with pytest.raises(ConfigError, match="unknown G-Ghost RegNet variant '033'"):
         GGhostRegNet("033")
+
+
+# ---------------------------------------------------------------- the G-Ghost detector config
+def _letterboxed_batch(coco128, stems, size):
+    """Real coco128 images letterboxed to ``size`` with their YOLO labels as (N, 6) detector targets."""
+    import cv2
+    import numpy as np
+
+    from ghostdet.data.letterbox import letterbox, letterbox_boxes
+
+    images, targets = [], []
+    for i, stem in enumerate(stems):
+        image = cv2.cvtColor(cv2.imread(str(coco128 / "images" / "train2017" / f"{stem}.jpg")), cv2.COLOR_BGR2RGB)
+        h, w = image.shape[:2]
+        labels = np.loadtxt(coco128 / "labels" / "train2017" / f"{stem}.txt", ndmin=2, dtype=np.float32)
+        cx, cy, bw, bh = labels[:, 1] * w, labels[:, 2] * h, labels[:, 3] * w, labels[:, 4] * h
+        image, ratio, pad = letterbox(image, size)
+        boxes = letterbox_boxes(np.stack((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2), 1), ratio, pad)
+        images.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255)
+        targets.append(np.concatenate((np.full((len(boxes), 1), i), labels[:, :1], boxes), 1))
+    return torch.stack(images), torch.from_numpy(np.concatenate(targets)).float()
+
+
+def _compose_model(name: str):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    config_dir = Path(__file__).resolve().parents[1] / "configs"
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        return compose("train", overrides=[f"model={name}"]).model
+
+
+def test_gghost_yolo_budget():
+    from hydra.utils import instantiate
+
+    with torch.device("meta"):
+        model = instantiate(_compose_model("gghost_yolo"), num_classes=80)
+    assert model.backbone.variant == "002"
+    params, macs = count_params_macs(model, (1, 3, 640, 640))
+    assert params <= 4.0e6 and 2 * macs / 1e9 <= 4.0, (params, macs)
+
+
+@pytest.mark.slow
+def test_gghost_yolo_trains_and_predicts(coco128):
+    from hydra.utils import instantiate
+
+    from ghostdet.models import GhostYOLO
+    from ghostdet.models.loss import DetectionLoss
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # faster than oversubscribed threads on a shared CPU
+    try:
+        model = instantiate(_compose_model("gghost_yolo"), num_classes=80)
+        assert isinstance(model, GhostYOLO)
+        images, targets = _letterboxed_batch(coco128, ["000000000034", "000000000042"], 256)
+        loss_fn = DetectionLoss(model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+        history = []
+        for _ in range(12):
+            loss, items = loss_fn(model(images), targets, (256, 256))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            history.append(float(loss.detach()))
+        assert all(torch.isfinite(torch.tensor(history))), history
+        assert sum(history[-3:]) < 0.6 * sum(history[:3]), history  # ~25 -> ~6 in practice
+        detections = model.predict(images, conf=0.0, max_det=10)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(detections) == 2
+    for det in detections:
+        assert det["boxes"].shape == (10, 4) and det["scores"].shape == (10,) and det["labels"].dtype == torch.int64
+        assert (det["boxes"] >= 0).all() and (det["boxes"] <= 256).all()
