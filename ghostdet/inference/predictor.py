@@ -1,0 +1,378 @@
+"""``Detector``: run a trained Ghost-YOLO (a .pt checkpoint or an exported .onnx) on images, in plain Python.
+
+    from ghostdet import Detector
+    det = Detector.from_checkpoint("runs/train/.../weights/best.pt")   # or Detector.from_onnx("model.onnx")
+    for result in det.predict(["a.jpg", "photos/"]):
+        print(result.file, result.summary(), result.boxes)             # boxes: xyxy, original pixels
+
+Numpy arrays are taken as **RGB** (like PIL, torchvision and the rest of ghostdet); pass ``bgr=True`` for
+arrays from ``cv2.imread`` / ``cv2.VideoCapture`` (ultralytics' convention).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ghostdet.data.letterbox import letterbox, unletterbox_boxes
+from ghostdet.inference.results import Detections
+from ghostdet.inference.sources import Frame, MediaFile, array_to_rgb, collect_sources, iter_frames, pil_to_rgb
+from ghostdet.utils.errors import CheckpointError, ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+STRIDE = 32  # largest stride of every Ghost-YOLO head: input sides must be multiples of it
+ONNX_META_KEY = "ghostdet"  # metadata_props key of exported models (JSON: names, category_ids, imgsz, ...)
+
+
+def resolve_device(device: str | int | torch.device | None) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"0"`` (ultralytics style: GPU 0), ``"mps"`` → a usable torch.device."""
+    if device is None or device == "":
+        return torch.device("cpu")
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        text = str(device).strip().lower()
+        if text.isdigit():
+            text = f"cuda:{text}"
+        try:
+            dev = torch.device(text)
+        except RuntimeError:
+            raise ConfigError(f"device {device!r} is not a device; use cpu, cuda, cuda:N, N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for, but CUDA is not available (torch.cuda.is_available() is False); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {device!r} asked for, but MPS is not available; use --device cpu")
+    return dev
+
+
+def normalize_imgsz(imgsz: int | Sequence[int], stride: int = STRIDE) -> tuple[int, int]:
+    """``640`` or ``(h, w)`` → ``(h, w)``, each rounded up to a multiple of ``stride`` (with a warning)."""
+    if isinstance(imgsz, (int, np.integer)):
+        size = (int(imgsz), int(imgsz))
+    else:
+        values = [int(v) for v in imgsz]
+        if len(values) == 1:
+            values = values * 2
+        if len(values) != 2:
+            raise ConfigError(f"imgsz {imgsz!r}: give one size or two (height width)")
+        size = (values[0], values[1])
+    if min(size) <= 0:
+        raise ConfigError(f"imgsz {imgsz!r} must be positive")
+    rounded = tuple(-(-s // stride) * stride for s in size)
+    if rounded != size:
+        log.warning("imgsz %s is not a multiple of stride %d; using %s", list(size), stride, list(rounded))
+    return rounded  # type: ignore[return-value]
+
+
+class TorchBackend:
+    """A PyTorch Ghost-YOLO: decoded boxes and scores for a batch of letterboxed 0-1 RGB images."""
+
+    kind = "pytorch"
+    fixed_imgsz: tuple[int, int] | None = None
+    fixed_batch: int | None = None
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.model = model
+        self.device = device
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(batch).to(self.device)
+        boxes, scores = self.model.decode(self.model(x))
+        return boxes.float().cpu(), scores.float().cpu()
+
+
+class OnnxBackend:
+    """An ONNX Runtime session of a model written by ``ghostdet.export.export_onnx``."""
+
+    kind = "onnxruntime"
+
+    def __init__(self, session, path: Path):
+        self.session = session
+        self.path = path
+        inp = session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_dtype = np.float16 if "float16" in inp.type else np.float32
+        shape = list(inp.shape)
+        if len(shape) != 4:
+            raise CheckpointError(f"{path}: input has shape {shape}; expected a batch of images B x 3 x H x W (an ONNX file from tools/export.py)")
+        h, w = shape[2], shape[3]
+        self.fixed_imgsz = (h, w) if isinstance(h, int) and isinstance(w, int) else None
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        outputs = session.get_outputs()
+        if len(outputs) != 2:
+            raise CheckpointError(
+                f"{path}: has {len(outputs)} outputs ({', '.join(o.name for o in outputs)}); expected decoded boxes and scores "
+                "(export with tools/export.py without --nms to use it here)"
+            )
+        self.output_names = [o.name for o in outputs]
+
+    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        boxes, scores = self.session.run(self.output_names, {self.input_name: batch.astype(self.input_dtype, copy=False)})
+        return torch.from_numpy(np.asarray(boxes, np.float32)), torch.from_numpy(np.asarray(scores, np.float32))
+
+
+class Detector:
+    """Runs a detector on images and returns ``Detections`` in each image's original pixels.
+
+    Build it with ``Detector.from_checkpoint(path)`` or ``Detector.from_onnx(path)``. ``conf``, ``iou``,
+    ``max_det`` and ``classes`` set the defaults of ``predict``; each call may override them.
+    """
+
+    def __init__(
+        self,
+        backend,
+        names: Sequence[str],
+        imgsz: int | Sequence[int] = 640,
+        category_ids: Sequence[int] | None = None,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        max_det: int = 300,
+        classes: Sequence[int | str] | None = None,
+        batch_size: int = 1,
+        source: str | None = None,
+    ):
+        self.backend = backend
+        self.names = [str(n) for n in names]
+        self.category_ids = [int(c) for c in category_ids] if category_ids else None
+        if self.category_ids is not None and len(self.category_ids) != len(self.names):
+            log.warning("%s: %d category ids for %d classes; ignoring the category ids", source or "model", len(self.category_ids), len(self.names))
+            self.category_ids = None
+        self.imgsz = normalize_imgsz(imgsz)
+        self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
+        self.classes = self._class_indices(classes)
+        self.batch_size = max(1, int(batch_size))
+        self.source = source
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu", imgsz: int | Sequence[int] | None = None,
+                        fuse: bool = True, **kwargs) -> "Detector":
+        """Load a ghostdet training checkpoint (``weights/best.pt``). Safe: loading never runs code from the file.
+
+        ``fuse`` re-parameterizes RepGhost blocks and folds BatchNorm into convs (same outputs, faster).
+        ``imgsz`` defaults to the training size stored in the checkpoint.
+        """
+        from ghostdet.models import reparameterize
+        from ghostdet.utils.checkpoint import build_model_from_checkpoint
+
+        dev = resolve_device(device)
+        model, meta = build_model_from_checkpoint(path, map_location=dev)
+        if fuse:
+            reparameterize(model)
+            if hasattr(model, "fuse"):
+                model.fuse()
+        model.eval()
+        return cls(TorchBackend(model, dev), meta["names"] or _default_names(model), imgsz=imgsz or meta.get("imgsz") or 640,
+                   category_ids=meta.get("category_ids"), source=str(path), **kwargs)
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, names: Sequence[str] | None = None, device: str | torch.device | None = None,
+                   **kwargs) -> "Detector":
+        """Wrap a detector already in memory (e.g. straight after training); it is put in eval mode, not fused."""
+        dev = resolve_device(device) if device is not None else next(model.parameters()).device
+        model.to(dev).eval()
+        return cls(TorchBackend(model, dev), names or _default_names(model), **kwargs)
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, imgsz: int | Sequence[int] | None = None, device: str = "cpu", **kwargs) -> "Detector":
+        """Load an ONNX model exported by ``tools/export.py`` and run it with ONNX Runtime.
+
+        A model exported with a fixed input size runs at that size: asking for another ``imgsz`` raises
+        ConfigError (re-export with ``--dynamic`` or with the size you want). Class names come from the
+        file's metadata.
+        """
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ConfigError("running .onnx models needs onnxruntime: pip install onnxruntime") from None
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such ONNX file; check the path")
+        providers = ["CPUExecutionProvider"]
+        if str(device).lower() not in ("cpu", ""):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ConfigError(f"device {device!r} asked for, but this onnxruntime has no CUDA provider (pip install onnxruntime-gpu) ; use --device cpu")
+            index = str(device).split(":")[-1]
+            providers = [("CUDAExecutionProvider", {"device_id": int(index) if index.isdigit() else 0}), "CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # ORT's own warnings go to stderr unformatted; keep the console clean
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...) for bad files
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{path}: not a loadable ONNX model ({first[:200]}); export one with tools/export.py") from None
+        backend = OnnxBackend(session, path)
+        meta = _onnx_metadata(session)
+        if imgsz is not None and backend.fixed_imgsz is not None and normalize_imgsz(imgsz) != tuple(backend.fixed_imgsz):
+            fh, fw = backend.fixed_imgsz
+            want = normalize_imgsz(imgsz)
+            raise ConfigError(
+                f"{path}: exported for a fixed {fh}x{fw} input, but imgsz {want[0]}x{want[1]} was asked; "
+                f"drop --imgsz (uses {fh}x{fw}) or re-export with --imgsz {want[0]} or --dynamic"
+            )
+        size = imgsz or backend.fixed_imgsz or meta.get("imgsz") or 640
+        names = meta.get("names")
+        if not names:
+            nc = session.get_outputs()[1].shape[-1]
+            if not isinstance(nc, int):
+                raise CheckpointError(f"{path}: no ghostdet metadata and no fixed class count; export it with tools/export.py")
+            log.warning("%s: no class names in the model's metadata; naming classes by index", path)
+            names = [str(i) for i in range(nc)]
+        if backend.fixed_batch not in (None, 1):
+            kwargs.setdefault("batch_size", backend.fixed_batch)
+        return cls(backend, names, imgsz=size, category_ids=meta.get("category_ids"), source=str(path), **kwargs)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str = "cpu", imgsz: int | Sequence[int] | None = None, **kwargs) -> "Detector":
+        """``from_onnx`` for ``.onnx`` files, ``from_checkpoint`` otherwise."""
+        if Path(path).suffix.lower() == ".onnx":
+            return cls.from_onnx(path, imgsz=imgsz, device=device, **kwargs)
+        return cls.from_checkpoint(path, device=device, imgsz=imgsz, **kwargs)
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def predict(self, source: Any, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+                classes: Sequence[int | str] | None = None, bgr: bool = False) -> list[Detections]:
+        """Detect objects; returns one ``Detections`` per image (per frame for videos), in input order.
+
+        ``source``: a path (image, video, folder, glob pattern), a numpy HxWx3 uint8 array (**RGB**; ``bgr=True``
+        for OpenCV arrays), a PIL image, or a list of these. Boxes are xyxy in the original image's pixels.
+        """
+        return [det for _, det in self.stream(source, conf=conf, iou=iou, max_det=max_det, classes=classes, bgr=bgr)]
+
+    __call__ = predict
+
+    def stream(self, source: Any, conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+               classes: Sequence[int | str] | None = None, bgr: bool = False) -> Iterator[tuple[Frame, Detections]]:
+        """Like ``predict`` but lazy: yields ``(frame, detections)`` one image at a time (memory stays flat on long videos)."""
+        settings = dict(
+            conf=self.conf if conf is None else float(conf),
+            iou=self.iou if iou is None else float(iou),
+            max_det=self.max_det if max_det is None else int(max_det),
+            classes=self.classes if classes is None else self._class_indices(classes),
+        )
+        batch: list[Frame] = []
+        for frame in _frames(source, bgr):
+            batch.append(frame)
+            if len(batch) == self.batch_size:
+                yield from zip(batch, self._run(batch, **settings))
+                batch = []
+        if batch:
+            yield from zip(batch, self._run(batch, **settings))
+
+    def _run(self, frames: list[Frame], conf: float, iou: float, max_det: int, classes: list[int] | None) -> list[Detections]:
+        from ghostdet.models.postprocess import postprocess
+
+        t0 = time.perf_counter()
+        padded, geometry = [], []
+        for frame in frames:
+            image, ratio, pad = letterbox(frame.image, self.imgsz)
+            padded.append(image.transpose(2, 0, 1))
+            geometry.append((ratio, pad, frame.image.shape[:2]))
+        batch = np.ascontiguousarray(np.stack(padded), dtype=np.float32) / np.float32(255.0)
+        if self.backend.fixed_batch and len(frames) < self.backend.fixed_batch:  # a static-batch ONNX: pad the last batch
+            batch = np.concatenate([batch, np.zeros((self.backend.fixed_batch - len(frames), *batch.shape[1:]), batch.dtype)])
+        t1 = time.perf_counter()
+        boxes, scores = self.backend(batch)
+        t2 = time.perf_counter()
+        kept = postprocess(boxes[: len(frames)], scores[: len(frames)], conf, iou, max_det, classes)
+        results = []
+        for frame, found, (ratio, pad, shape) in zip(frames, kept, geometry):
+            labels = found["labels"].cpu().numpy().astype(np.int64)
+            results.append(Detections(
+                boxes=unletterbox_boxes(found["boxes"].float().cpu().numpy(), ratio, pad, shape).astype(np.float32).reshape(-1, 4),
+                scores=found["scores"].float().cpu().numpy().astype(np.float32),
+                labels=labels,
+                names=[self.names[i] for i in labels],
+                category_ids=[self.category_ids[i] for i in labels] if self.category_ids is not None else None,
+                orig_shape=(int(shape[0]), int(shape[1])),
+                file=str(frame.path) if frame.path is not None else None,
+                frame=frame.index if frame.is_video else None,
+            ))
+        t3 = time.perf_counter()
+        n = len(frames)
+        speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n, "postprocess": (t3 - t2) * 1e3 / n}
+        for r in results:
+            r.speed_ms = dict(speed)
+        return results
+
+    def warmup(self, runs: int = 1) -> None:
+        """Run on blank images so the first real image is not slowed by lazy initialisation."""
+        blank = np.full((*self.imgsz, 3), 114, np.uint8)
+        for _ in range(runs):
+            self._run([Frame(blank, None, 0)] * self.batch_size, self.conf, self.iou, self.max_det, self.classes)
+
+    def _class_indices(self, classes: Sequence[int | str] | None) -> list[int] | None:
+        """Class filter given as indices or names → sorted indices (ConfigError for unknown ones)."""
+        if classes is None:
+            return None
+        if isinstance(classes, (int, str)):
+            classes = [classes]
+        out = set()
+        for c in classes:
+            if isinstance(c, str) and not c.strip().lstrip("-").isdigit():
+                if c not in self.names:
+                    raise ConfigError(f"class {c!r} is not one of the model's classes ({', '.join(self.names[:10])}{', ...' if len(self.names) > 10 else ''})")
+                out.add(self.names.index(c))
+                continue
+            index = int(c)
+            if not 0 <= index < len(self.names):
+                raise ConfigError(f"class index {index} out of range: the model has {len(self.names)} classes (0..{len(self.names) - 1})")
+            out.add(index)
+        return sorted(out)
+
+    def __repr__(self) -> str:
+        return (f"Detector({self.backend.kind}, {self.source or 'in-memory'}, classes={len(self.names)}, "
+                f"imgsz={list(self.imgsz)}, conf={self.conf}, iou={self.iou})")
+
+
+def _default_names(model) -> list[str]:
+    nc = getattr(model, "num_classes", None)
+    if nc is None:
+        raise CheckpointError("the model has no class names and no num_classes; pass names=[...]")
+    return [str(i) for i in range(int(nc))]
+
+
+def _onnx_metadata(session) -> dict:
+    raw = session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
+    if not raw:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        log.warning("ignoring unreadable ghostdet metadata in the ONNX file")
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _frames(source: Any, bgr: bool) -> Iterator[Frame]:
+    """Every kind of ``predict`` source → Frames (RGB uint8), in order."""
+    items: Iterable[Any] = source if isinstance(source, (list, tuple)) else [source]
+    for index, item in enumerate(items):
+        if isinstance(item, MediaFile):  # already collected (tools/detect.py checks paths before loading the model)
+            yield from iter_frames([item])
+        elif isinstance(item, (str, os.PathLike)):
+            yield from iter_frames(collect_sources(item))
+        elif isinstance(item, np.ndarray):
+            yield Frame(array_to_rgb(item, bgr=bgr), None, index)
+        elif type(item).__module__.startswith("PIL."):
+            yield Frame(pil_to_rgb(item), None, index)
+        elif isinstance(item, torch.Tensor):
+            raise DataError("torch tensors are not accepted by Detector.predict (their layout and range are ambiguous); "
+                            "pass HxWx3 uint8 numpy arrays, or call model.predict on a letterboxed 0-1 batch")
+        else:
+            raise DataError(f"cannot read a {type(item).__name__} as an image; pass a path, a numpy HxWx3 array or a PIL image")

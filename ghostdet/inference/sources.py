@@ -1,0 +1,207 @@
+"""Where detect reads from: image files, folders, glob patterns, videos, and in-memory images.
+
+Every image leaves here as HxWx3 uint8 **RGB**, upright (EXIF orientation applied), whatever it was on
+disk: grayscale, palette, 16-bit, or with an alpha channel (dropped, as in training). Files are decoded by
+``ghostdet.data.image_io`` (the data pipeline's reader).
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ghostdet.data.image_io import IMAGE_SUFFIXES  # one list of image types for training and detect
+from ghostdet.utils.errors import DataError
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".wmv", ".mpg", ".mpeg", ".ts"})
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass
+class MediaFile:
+    """One file to run on. ``named`` is True when the user named it directly (so failing to read it is an error,
+    not a skip)."""
+
+    path: Path
+    is_video: bool
+    named: bool
+
+
+@dataclass
+class Frame:
+    """One image to run on: the pixels (RGB uint8) and where they came from."""
+
+    image: np.ndarray
+    path: Path | None  # None for in-memory images
+    index: int  # position in the source list (for in-memory images) or frame number (videos)
+    is_video: bool = False
+    frame_count: int | None = None  # total frames of the video, when the container says
+
+    @property
+    def name(self) -> str:
+        if self.path is None:
+            return f"image{self.index}"
+        return f"{self.path.name}:{self.index}" if self.is_video else self.path.name
+
+
+def _media_kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    return None
+
+
+def collect_sources(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> list[MediaFile]:
+    """Expand files, folders (their images and videos, not recursive) and glob patterns (``**`` recurses)
+    into a sorted, de-duplicated list.
+
+    A path that exists is never treated as a pattern, so names with spaces or brackets work as they are.
+    Raises DataError for a missing path, a pattern with no match, or a folder with no images or videos.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    found: list[MediaFile] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, named: bool) -> None:
+        key = path.resolve()
+        if key in seen:
+            return
+        seen.add(key)
+        found.append(MediaFile(path, _media_kind(path) == "video", named))
+
+    for source in sources:
+        text = os.fspath(source)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and _media_kind(p))
+            if not files:
+                raise DataError(f"{path}: folder has no images or videos ({', '.join(IMAGE_SUFFIXES)}, .mp4, ...)")
+            for p in files:
+                add(p, named=False)
+        elif path.is_file():
+            add(path, named=True)
+        elif _GLOB_CHARS & set(text):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
+            files = [p for p in matches if p.is_file() and _media_kind(p)]
+            if not files:
+                raise DataError(f"{text}: pattern matches no images or videos; check the pattern (quote it so the shell does not expand it)")
+            for p in files:
+                add(p, named=False)
+        else:
+            raise DataError(f"{text}: no such file or folder; check the path")
+    return found
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as upright HxWx3 uint8 RGB (the data pipeline's decoder, so detect sees exactly
+    what training saw). Raises DataError naming the file when it is missing or not a readable image."""
+    from ghostdet.data.image_io import probe_image
+    from ghostdet.data.image_io import read_image as decode
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; check the path")
+    try:
+        return decode(path)
+    except OSError:
+        reason = probe_image(path).error or "could not be decoded"
+        raise DataError(f"{path}: {reason}; is it an image file (jpg, png, bmp, tif, webp)?") from None
+
+
+def pil_to_rgb(im) -> np.ndarray:
+    """Any PIL image → HxWx3 uint8 RGB, as ``read_image`` would give: alpha dropped, 16-bit/float scaled to 8-bit."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        if im.mode == "F":
+            arr = arr * (255.0 if arr.max() <= 1.0 else 1.0)
+        else:
+            arr = arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0
+        gray = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def array_to_rgb(image: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """A numpy image from the user → HxWx3 uint8 RGB. ``bgr=True`` for arrays from ``cv2.imread``/``VideoCapture``.
+
+    Grayscale is repeated to 3 channels, a 4th (alpha) channel is dropped, 0-1 floats are scaled to 0-255.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise DataError(f"image array has shape {arr.shape}; expected HxW, HxWx3 or HxWx4 (channels last)")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
+            arr = arr * 255.0  # 0-1 float images (e.g. from skimage)
+        arr = np.clip(arr, 0, 255).round().astype(np.uint8)
+    if arr.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(arr, 3, axis=2))
+    arr = arr[..., :3]
+    if bgr:
+        arr = arr[..., ::-1]
+    return np.ascontiguousarray(arr)
+
+
+def iter_frames(files: Sequence[MediaFile]) -> Iterator[Frame]:
+    """Yield the frames of ``files`` in order: one per image, every frame of each video.
+
+    An image the user named directly that cannot be read raises DataError; one found through a folder or
+    pattern is skipped with a warning that names it (one bad file should not stop a run over thousands).
+    """
+    for media in files:
+        if media.is_video:
+            yield from _iter_video(media)
+            continue
+        try:
+            image = read_image(media.path)
+        except DataError as e:
+            if media.named:
+                raise
+            log.warning("skipping %s", e)
+            continue
+        yield Frame(image=image, path=media.path, index=0)
+
+
+def _iter_video(media: MediaFile) -> Iterator[Frame]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(media.path))
+    try:
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
+        if not ok:
+            message = f"{media.path}: not a readable video (OpenCV could not decode it)"
+            if media.named:
+                raise DataError(message)
+            log.warning("skipping %s", message)
+            return
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        index = 0
+        while ok:
+            yield Frame(image=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), path=media.path, index=index, is_video=True, frame_count=total)
+            index += 1
+            ok, frame = cap.read()
+    finally:
+        cap.release()
+
+
+def video_fps(path: str | os.PathLike) -> float:
+    """Frames per second stored in a video file (30 when the container does not say)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS)
+    finally:
+        cap.release()
+    return fps if fps and fps > 0 and fps < 1000 else 30.0

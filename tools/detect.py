@@ -1,0 +1,88 @@
+"""Detect objects in images, folders, glob patterns and videos with a trained Ghost-YOLO (.pt) or its ONNX export.
+
+    python tools/detect.py photo.jpg                                  # newest runs/train/*/*/weights/best.pt
+    python tools/detect.py "my photos/" "shots/*.png" clip.mp4 --weights best.onnx --conf 0.3
+    python tools/detect.py images/ --classes person car --no-save     # predictions.json only
+
+Writes annotated images (videos as .mp4) and predictions.json to runs/detect/<n> (or --out).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from _common import run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Run a ghostdet detector on images, folders, glob patterns or videos.")
+    p.add_argument("source", nargs="+", help="image/video files, folders, or glob patterns (quote patterns)")
+    p.add_argument("--weights", help="a .pt checkpoint or an exported .onnx; default: the newest runs/train/*/*/weights/best.pt")
+    p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
+    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+    p.add_argument("--imgsz", type=int, nargs="+", help="inference size: one value or height width; "
+                   "default: the training size (.pt) or the exported size (.onnx)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or N (default cpu)")
+    p.add_argument("--classes", nargs="+", help="keep only these classes (indices or names)")
+    p.add_argument("--max-det", type=int, default=300, help="most detections per image (default 300)")
+    p.add_argument("--out", help="output folder (default: runs/detect/<n>, a new one per run)")
+    p.add_argument("--no-save", action="store_true", help="do not write annotated images/videos")
+    p.add_argument("--save-json", action=argparse.BooleanOptionalAction, default=True, help="write predictions.json (default on)")
+    p.add_argument("--hide-labels", action="store_true", help="draw boxes without class names")
+    p.add_argument("--hide-conf", action="store_true", help="draw class names without scores")
+    p.add_argument("--line-width", type=int, help="box line width in pixels (default: from the image size)")
+    p.add_argument("--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+@run_tool
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    from pathlib import Path
+
+    from ghostdet.inference import Detector
+    from ghostdet.inference.sources import collect_sources
+    from ghostdet.inference.writer import DetectionWriter, find_latest_weights, increment_dir
+    from ghostdet.utils.errors import ConfigError
+
+    if not 0 <= args.conf <= 1 or not 0 <= args.iou <= 1:
+        raise ConfigError(f"--conf {args.conf} / --iou {args.iou}: both must be between 0 and 1")
+    if args.max_det < 1:
+        raise ConfigError(f"--max-det {args.max_det}: must be >= 1")
+    files = collect_sources(args.source)  # fail on a missing path before the model is loaded
+    weights = Path(args.weights) if args.weights else find_latest_weights()
+    detector = Detector.from_file(weights, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
+                                  max_det=args.max_det, classes=args.classes)
+    if not args.imgsz:
+        print(f"using {weights} at {detector.imgsz[0]}x{detector.imgsz[1]}")
+    out = Path(args.out) if args.out else increment_dir("runs/detect")
+    images = sum(not f.is_video for f in files)
+    videos = len(files) - images
+    n_done, totals = 0, {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+    with DetectionWriter(out, save_images=not args.no_save, save_json=args.save_json, hide_labels=args.hide_labels,
+                         hide_conf=args.hide_conf, line_width=args.line_width) as writer:
+        for frame, result in detector.stream(files):
+            writer.add(frame, result)
+            n_done += 1
+            for key in totals:
+                totals[key] += result.speed_ms.get(key, 0.0)
+            h, w = result.orig_shape
+            where = f"{frame.path} frame {frame.index + 1}/{frame.frame_count or '?'}" if frame.is_video else f"{frame.path}"
+            ms = sum(result.speed_ms.values())
+            print(f"{where} {w}x{h}: {result.summary()}, {ms:.1f} ms", flush=True)
+    if n_done == 0:
+        raise ConfigError("no image could be read from the given sources (see the warnings above)")
+    per = {k: v / n_done for k, v in totals.items()}
+    print(f"{n_done} image(s){f' from {videos} video(s)' if videos else ''}: {per['preprocess']:.1f} ms preprocess, "
+          f"{per['inference']:.1f} ms inference, {per['postprocess']:.1f} ms postprocess per image at "
+          f"{detector.imgsz[0]}x{detector.imgsz[1]} ({detector.backend.kind})")
+    saved = [] if args.no_save else ["annotated images" + (" and videos" if videos else "")]
+    if args.save_json:
+        saved.append("predictions.json")
+    print(f"results saved to {out}" + (f" ({', '.join(saved)})" if saved else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
