@@ -224,3 +224,26 @@ def test_deepcopy_and_state_roundtrip():
     with torch.no_grad():
         for a, b in zip(model(x), clone(x)):
             torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("build", [lambda: GhostNet(width=0.5, features_only=True),
+                                   lambda: GhostNetV2(width=1.0, features_only=True),
+                                   lambda: RepGhostNet(width=0.5, features_only=True),
+                                   lambda: RepGhostNet(width=0.5)],
+                         ids=["ghostnet", "ghostnetv2", "repghost", "repghost-classifier"])
+@pytest.mark.parametrize("order", ["reparameterize-then-fuse", "fuse-then-reparameterize"])
+def test_bn_folding_removes_every_batchnorm(build, order):
+    """Deployment: re-parameterization and BN folding, in either order, leave no BN and the same outputs."""
+    from ghostdet.models.layers import fuse_conv_bn_modules
+
+    model = _randomize_bn(build()).eval()
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        reference = model(x)
+        steps = [reparameterize, fuse_conv_bn_modules]
+        for step in steps if order.startswith("reparameterize") else steps[::-1]:
+            step(model)
+        folded = model(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    for a, b in zip(*(t if isinstance(t, list) else [t] for t in (reference, folded))):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)

@@ -231,3 +231,24 @@ def test_gghost_yolo_trains_and_predicts(coco128):
     for det in detections:
         assert det["boxes"].shape == (10, 4) and det["scores"].shape == (10,) and det["labels"].dtype == torch.int64
         assert (det["boxes"] >= 0).all() and (det["boxes"] <= 256).all()
+
+
+def test_bn_folding_removes_every_batchnorm():
+    from ghostdet.models.layers import fuse_conv_bn_modules
+
+    model = GGhostRegNet("002", features_only=True)
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1, generator=g)
+            m.running_var.uniform_(0.5, 1.5, generator=g)
+            m.weight.data.uniform_(0.5, 1.5, generator=g)
+    model.eval()
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        reference = model(x)
+        fuse_conv_bn_modules(model)
+        folded = model(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    for a, b in zip(reference, folded):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)

@@ -96,8 +96,10 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 @torch.no_grad()
 def fuse_conv_bn_modules(model: nn.Module) -> nn.Module:
-    """Fold every BatchNorm2d that directly follows a Conv2d (as siblings in a Sequential, or
-    ``conv``/``bn`` attributes of ConvBNAct) into that conv, in place. Outputs stay the same in eval mode."""
+    """Fold every BatchNorm2d that directly follows a Conv2d into that conv, in place: siblings in a
+    Sequential, ``conv``/``bn`` of ConvBNAct, and the ``(conv, bn)`` attribute pairs a block lists in its
+    ``conv_bn_pairs`` class attribute (blocks whose forward applies ``bn(conv(x))`` by attribute, e.g. the
+    backbones' bottlenecks). Outputs stay the same in eval mode."""
     for module in list(model.modules()):
         if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.BatchNorm2d):
             module.conv = fuse_conv_bn(module.conv, module.bn)
@@ -109,4 +111,9 @@ def fuse_conv_bn_modules(model: nn.Module) -> nn.Module:
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                     module._modules[a] = fuse_conv_bn(conv, bn)
                     module._modules[b] = nn.Identity()
+        for conv_name, bn_name in getattr(module, "conv_bn_pairs", ()):
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(module, conv_name, fuse_conv_bn(conv, bn))
+                setattr(module, bn_name, nn.Identity())
     return model

@@ -38,6 +38,8 @@ class RegNetBottleneck(nn.Module):
     """RegNetX block: 1x1 conv, grouped 3x3 conv (stride here), 1x1 conv, each with BN; ReLU after the
     first two and after the residual sum. ``downsample`` (1x1 conv + BN) projects the shortcut when needed."""
 
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))  # for layers.fuse_conv_bn_modules
+
     def __init__(self, in_chs: int, out_chs: int, stride: int = 1, group_width: int = 1,
                  downsample: nn.Module | None = None):
         super().__init__()
@@ -126,6 +128,8 @@ class GGhostRegNet(nn.Module):
     032 10.5M/1.8G, 040 15.7M/2.2G, 080 24.6M/4.2G, 160 32.4M/9.0G.
     ``features_only=True`` returns layer2/3/4 outputs (strides 8/16/32), ``out_channels`` = their widths.
     """
+
+    conv_bn_pairs = (("conv1", "bn1"),)  # for layers.fuse_conv_bn_modules
 
     def __init__(self, variant: str = "032", num_classes: int = 1000, features_only: bool = False,
                  pretrained: str | os.PathLike | None = None, dropout: float = 0.2, in_chans: int = 3):

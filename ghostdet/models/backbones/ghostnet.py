@@ -43,6 +43,8 @@ class ConvBnAct(nn.Module):
     """1x1 conv + BN + ReLU that widens the last stage before pooling. Keys ``conv``/``bn1`` as in the
     authors' release (ghostdet's detector blocks use ``layers.ConvBNAct`` instead)."""
 
+    conv_bn_pairs = (("conv", "bn1"),)  # for layers.fuse_conv_bn_modules
+
     def __init__(self, in_chs: int, out_chs: int):
         super().__init__()
         self.conv = nn.Conv2d(in_chs, out_chs, 1, bias=False)
@@ -60,6 +62,8 @@ class GhostBottleneck(nn.Module):
     ``expand_module``/``project_module`` build the two ghost modules as ``f(in_chs, out_chs, act=...)``,
     so GhostNetV2 (DFC attention) and RepGhostNet reuse this block with their own modules.
     """
+
+    conv_bn_pairs = (("conv_dw", "bn_dw"),)  # for layers.fuse_conv_bn_modules
 
     def __init__(self, in_chs: int, mid_chs: int, out_chs: int, dw_kernel_size: int = 3, stride: int = 1,
                  se_ratio: float = 0.0, expand_module=GhostModule, project_module=GhostModule):
@@ -105,6 +109,7 @@ class GhostNetBase(nn.Module):
     ignored; everything else matches strictly.
     """
 
+    conv_bn_pairs = (("conv_stem", "bn1"),)  # for layers.fuse_conv_bn_modules
     cfg: list = GHOSTNET_CFG
     head_width_factor: float = 1.0  # final 1x1 conv width = last expansion * width * this
 

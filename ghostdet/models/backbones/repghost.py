@@ -8,6 +8,7 @@ builds the re-parameterized layout directly (the authors' deploy keys).
 """
 from __future__ import annotations
 
+import copy
 import os
 from functools import partial
 
@@ -79,7 +80,12 @@ class RepGhostModule(nn.Module):
         if self.deploy:
             return
         conv, bn = self.cheap_operation[0], self.cheap_operation[1]
-        fused = fuse_conv_bn(conv, bn)
+        if isinstance(bn, nn.BatchNorm2d):
+            fused = fuse_conv_bn(conv, bn)
+        else:  # BN already folded into the conv by layers.fuse_conv_bn_modules
+            fused = copy.deepcopy(conv)
+            if fused.bias is None:
+                fused.bias = nn.Parameter(torch.zeros_like(fused.weight[:, 0, 0, 0]))
         identity_bn = self.fusion_bn[0]
         scale = identity_bn.weight / torch.sqrt(identity_bn.running_var + identity_bn.eps)
         centre = conv.kernel_size[0] // 2, conv.kernel_size[1] // 2
