@@ -183,7 +183,7 @@ def test_repghost_reparameterize_exact(features_only, dog, tmp_path):
 
 
 def test_repghost_trains_after_build():
-    """The identity branch's ReLU is not in place (autograd needs the sum's inputs): a backward pass works."""
+    """A backward pass through the two-branch modules reaches every parameter (identity BN included)."""
     model = RepGhostNet(width=0.5, num_classes=10).train()
     loss = model(torch.rand(2, 3, 64, 96)).logsumexp(1).mean()
     loss.backward()

@@ -63,8 +63,7 @@ class RepGhostModule(nn.Module):
         else:
             self.cheap_operation = nn.Sequential(cheap, nn.BatchNorm2d(out_chs))
             self.fusion_bn = nn.Sequential(nn.BatchNorm2d(out_chs))
-        # not in place: the input of the sum is still needed by autograd for the identity branch
-        self.relu = nn.ReLU() if act else nn.Identity()
+        self.relu = nn.ReLU() if act else nn.Identity()  # after the add, not per branch (the RepGhost design)
 
     def forward(self, x):
         x1 = self.primary_conv(x)
