@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import torch
 import torch.nn as nn
@@ -112,7 +113,10 @@ class WarmupDecayLR(LRScheduler):
         return lrs
 
     def step(self, epoch=None):  # noqa: D102 (same contract as LRScheduler.step)
-        super().step(epoch)
+        with warnings.catch_warnings():
+            # stepped per iteration while gradients accumulate: the first iterations come before any optimizer.step()
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+            super().step(epoch)
         if self.warmup_momentum is None:
             return
         step = self.last_epoch

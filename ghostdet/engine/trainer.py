@@ -102,6 +102,7 @@ class Trainer:
         self.best_metrics: dict = {}
         self.last_metrics: dict = {}
         self._evaluator = None
+        self.last_eval_stats: dict | None = None
         self._in_epoch = False
         if self.ckpt is not None:
             self._restore(self.ckpt)
@@ -298,13 +299,15 @@ class Trainer:
         if close and not self.mosaic_closed and epoch >= self.epochs - close and hasattr(self.train_set, "set_mosaic"):
             log.info("closing mosaic for the last %d epoch(s)", self.epochs - epoch)
             self.train_set.set_mosaic(False)
-            self.mosaic_closed = True
-            if int(self.cfg.workers) > 0:  # persistent workers hold a copy of the dataset: rebuild them
-                generator = getattr(self.train_loader, "generator", None)
-                state = generator.get_state() if generator is not None else None
-                self.train_loader = self._train_loader()
-                if state is not None and getattr(self.train_loader, "generator", None) is not None:
-                    self.train_loader.generator.set_state(state)
+            self.mosaic_closed = True  # the dataset's switch reaches its persistent workers too
+        # every epoch's shuffle and augmentation stream follows from (seed, epoch, rank) alone, so a resumed run
+        # sees the same batches as an uninterrupted one (exactly so with workers=0)
+        epoch_seed = int(self.cfg.seed) + 1000 * epoch + self.rank
+        generator = getattr(self.train_loader, "generator", None)
+        if generator is not None:
+            generator.manual_seed(epoch_seed)
+        if int(self.cfg.workers) == 0 and hasattr(self.train_set, "set_random_seed"):
+            self.train_set.set_random_seed(epoch_seed)
         sampler = getattr(self.train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -420,12 +423,19 @@ class Trainer:
             self._evaluator = COCOEvaluator(self.val_set.coco_gt())
         model = self.eval_model()
         was_training = model.training
-        result = evaluate_model(model, self.val_loader, self._evaluator, self.category_ids, names=self.names,
-                                conf=float(val.get("conf", 0.001)), iou=float(val.get("iou", 0.7)),
-                                max_det=int(val.get("max_det", 300)), device=self.device,
-                                progress=bool(self.cfg.get("progress", True)))
+        # the epoch line carries the figures; the evaluator's 12-line COCO summary each epoch would drown it
+        eval_log = logging.getLogger("ghostdet.eval")
+        level = eval_log.level
+        eval_log.setLevel(logging.WARNING)
+        try:
+            result = evaluate_model(model, self.val_loader, self._evaluator, self.category_ids, names=self.names,
+                                    conf=float(val.get("conf", 0.001)), iou=float(val.get("iou", 0.7)),
+                                    max_det=int(val.get("max_det", 300)), device=self.device,
+                                    progress=bool(self.cfg.get("progress", True)))
+        finally:
+            eval_log.setLevel(level)
         model.train(was_training)
-        stats = result.metrics
+        stats = self.last_eval_stats = result.metrics
         return {
             "mAP50-95": float(stats["AP"]), "mAP50": float(stats["AP50"]), "mAP75": float(stats.get("AP75", float("nan"))),
             **{k: float(stats[k]) for k in ("APs", "APm", "APl", "AR100") if k in stats},
@@ -486,6 +496,11 @@ class Trainer:
         rows += [("best.pt", str(self.weights_dir / "best.pt")), ("last.pt", str(self.weights_dir / "last.pt")),
                  ("results", str(self.run_dir / "results.csv"))]
         log.info("training finished\n%s", summary_table(rows))
+        if self.last_eval_stats is not None and self.last_eval_stats.get("per_class"):
+            from ghostdet.eval.report import per_class_table
+
+            log.info("per-class AP of the last evaluation (EMA weights):\n%s",
+                     per_class_table(self.last_eval_stats, self._evaluator.coco_gt))
 
 
 def _items(items) -> dict:
