@@ -158,7 +158,9 @@ def test_repghost_reparameterize_exact(features_only, dog, tmp_path):
         before = model(dog)
     params_before = count_params(model)
 
+    assert not model.deploy
     assert reparameterize(model) is model
+    assert model.deploy
     params_after = count_params(model)
     assert params_after < params_before
     with torch.no_grad():

@@ -112,7 +112,11 @@ class RepGhostNet(GhostNetBase):
                  pretrained: str | os.PathLike | None = None, dropout: float = 0.2, in_chans: int = 3,
                  deploy: bool = False):
         super().__init__(width, num_classes, features_only, pretrained, dropout, in_chans, deploy=deploy)
-        self.deploy = deploy
+
+    @property
+    def deploy(self) -> bool:
+        """True when every RepGhost module is in deploy form (built so, or re-parameterized)."""
+        return all(m.deploy for m in self.modules() if isinstance(m, RepGhostModule))
 
     def make_block(self, in_chs, mid_chs, out_chs, kernel, stride, se_ratio, block_index,
                    deploy: bool = False) -> nn.Module:
