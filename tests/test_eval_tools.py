@@ -79,9 +79,11 @@ def test_yolo_split_evaluated_through_builder_and_loader(yolo_split):
 
 
 def _tiny_model_cfg() -> dict:
-    """A GhostNet-0.25 Ghost-YOLO: the real architecture, small enough for CPU tests."""
-    return {"_target_": "ghostdet.models.detector.GhostYOLO", "num_classes": 80, "neck_channels": 32,
-            "backbone": {"_target_": "ghostdet.models.backbones.GhostNet", "width": 0.25, "features_only": True}}
+    """configs/model/ghost_yolo.yaml at GhostNet width 0.25 and a 32-channel neck: the real detector, CPU-test sized."""
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "model" / "ghost_yolo.yaml")
+    cfg.backbone.width = 0.25
+    cfg.neck_channels = 32
+    return OmegaConf.to_container(cfg)
 
 
 def make_checkpoint(path: Path, names: list[str], imgsz: int = 64, data_cfg=None) -> Path:

@@ -87,9 +87,10 @@ def main(cfg: DictConfig) -> None:
         results.append(res)
 
     headers, rows = benchmark_rows(results, batch_sizes)
+    load = f"{env['load_avg_1m']:.1f}" if env["load_avg_1m"] is not None else "unknown"
     note = (f"{imgsz}x{imgsz}, {env['device']} ({env['cpu']}), {threads} threads, torch {env['torch']}, "
             f"onnxruntime {env['onnxruntime'] or 'not installed'}; median of {cfg.repeats} runs after {cfg.warmup} "
-            "warm-up; forward + box decoding, no NMS")
+            f"warm-up; forward + box decoding, no NMS; load average {load} on {env['cpus']} CPUs")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "benchmark.md").write_text(markdown_table(headers, rows) + f"\n\n{note}\n")
     report = {"environment": env, "settings": OmegaConf.to_container(cfg, resolve=True), "results": results}

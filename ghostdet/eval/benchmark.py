@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import platform
 import tempfile
 from pathlib import Path
@@ -107,9 +108,13 @@ def benchmark_model(
 
 
 def environment(threads: int, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """What the figures depend on: versions, CPU, threads."""
+    """What the figures depend on: versions, CPU, threads, and how busy the machine was (1-min load average)."""
     env = {"torch": torch.__version__, "threads": threads, "device": str(device), "python": platform.python_version(),
-           "machine": platform.machine(), "cpu": _cpu_name(), "onnxruntime": None}
+           "machine": platform.machine(), "cpu": _cpu_name(), "cpus": os.cpu_count(), "onnxruntime": None,
+           "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    if env["load_avg_1m"] is not None and env["load_avg_1m"] > (os.cpu_count() or 1):
+        LOGGER.warning("the machine is busy (load average %.1f on %d CPUs): latencies will be inflated and noisy",
+                       env["load_avg_1m"], os.cpu_count() or 1)
     if onnxruntime_available():
         import onnxruntime
 
