@@ -1,0 +1,154 @@
+"""ONNX export of a Ghost-YOLO: input ``images`` B x 3 x H x W float RGB 0-1 (normalisation inside),
+outputs ``boxes`` B x A x 4 (xyxy, input pixels) and ``scores`` B x A x nc (sigmoid), so any runtime needs
+only letterbox + score threshold + NMS around it (``ghostdet.models.postprocess.postprocess`` does that).
+
+The model is re-parameterized and BN-folded on a copy first. Class names, COCO category ids and the
+input size travel in the file's metadata (key ``ghostdet``, JSON), so ``Detector.from_onnx`` needs nothing else.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from ghostdet.inference.predictor import ONNX_META_KEY as META_KEY  # the key Detector.from_onnx reads
+from ghostdet.utils.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 18
+
+
+class DecodedOutputs(nn.Module):
+    """The deployable graph: ``images -> (boxes, scores)``, i.e. the detector's ``forward`` + ``decode``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.decode(self.model(images))
+
+
+def prepare_for_export(model: nn.Module, half: bool = False, device: str | torch.device = "cpu") -> nn.Module:
+    """A fused, re-parameterized eval-mode copy of ``model`` (the original is left untouched)."""
+    from ghostdet.models import reparameterize
+
+    model = copy.deepcopy(model).to(device).eval()
+    reparameterize(model)
+    if hasattr(model, "fuse"):
+        model.fuse()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.half() if half else model.float()
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    imgsz: int | Sequence[int] = 640,
+    dynamic: bool = False,
+    half: bool = False,
+    opset: int = DEFAULT_OPSET,
+    batch: int = 1,
+    names: Sequence[str] | None = None,
+    category_ids: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Write ``model`` (a GhostYOLO) to ``path`` as ONNX; returns the path.
+
+    dynamic: batch, height and width become free axes (height/width must stay multiples of 32).
+    half: FP16 weights and FP16 input (for GPU runtimes; ONNX Runtime's CPU provider lacks most FP16 kernels).
+    Uses the torch.export-based exporter (``dynamo=True``: the supported one in torch >= 2.9), whose graph is
+    optimised (constant folding, dead code removed) before writing.
+    """
+    import onnx
+
+    from ghostdet.inference.predictor import normalize_imgsz
+
+    h, w = normalize_imgsz(imgsz)
+    if half and torch.device(device).type == "cpu":
+        log.warning("exporting FP16 on CPU: ONNX Runtime's CPU provider runs FP16 models slowly or not at all; "
+                    "use --half for GPU runtimes (CUDA/TensorRT)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = DecodedOutputs(prepare_for_export(model, half=half, device=device))
+    dummy = torch.zeros(batch, 3, h, w, device=device, dtype=torch.float16 if half else torch.float32)
+    dynamic_shapes = None
+    if dynamic:
+        stride = 32
+        # sides are multiples of the stride: say so, or torch.export specialises on the example size
+        dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024),
+                           2: stride * torch.export.Dim("height_32", min=1, max=256),
+                           3: stride * torch.export.Dim("width_32", min=1, max=256)},)
+    started = time.perf_counter()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx"):
+        warnings.simplefilter("ignore")  # the exporter's progress and deprecation chatter
+        try:
+            program = torch.onnx.export(
+                wrapper, (dummy,), input_names=["images"], output_names=["boxes", "scores"],
+                opset_version=opset, dynamo=True, dynamic_shapes=dynamic_shapes, external_data=False,
+                optimize=True, verbose=False,
+            )
+        except Exception as e:
+            raise ConfigError(f"ONNX export failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:300]})") from None
+    proto = program.model_proto
+    if dynamic:  # readable axis names for users of the file
+        for value, dims in ((proto.graph.input[0], {0: "batch", 2: "height", 3: "width"}),
+                            (proto.graph.output[0], {0: "batch", 1: "anchors"}),
+                            (proto.graph.output[1], {0: "batch", 1: "anchors"})):
+            for axis, name in dims.items():
+                dim = value.type.tensor_type.shape.dim[axis]
+                if not dim.HasField("dim_value"):
+                    dim.dim_param = name
+    nc = int(getattr(model, "num_classes", 0)) or None
+    meta = {
+        "names": list(names) if names is not None else [str(i) for i in range(nc or 0)],
+        "category_ids": list(category_ids) if category_ids else None,
+        "imgsz": [h, w],
+        "stride": 32,
+        "dynamic": bool(dynamic),
+        "half": bool(half),
+        "input": "images: B x 3 x H x W float RGB 0-1, letterboxed (pad 114)",
+        "outputs": "boxes: B x A x 4 xyxy input pixels; scores: B x A x nc sigmoid",
+        "ghostdet_version": _version(),
+    }
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    proto.producer_name = "ghostdet"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    log.info("exported %s in %.1f s (opset %d, %s, %s)", path, time.perf_counter() - started, opset,
+             "dynamic batch/height/width" if dynamic else f"fixed {batch}x3x{h}x{w}", "fp16" if half else "fp32")
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str):
+    """The exporter's optimizer logs every rewrite at INFO; keep a user's INFO console readable."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _version() -> str:
+    from ghostdet import __version__
+
+    return __version__

@@ -1,0 +1,163 @@
+"""Checks an exported file against the PyTorch model it came from, on the same image, before anyone ships it.
+
+Two levels: raw outputs (largest box difference in pixels, largest score difference) and detections after
+score threshold + NMS (count and box agreement, the criterion users care about: same count within 2%,
+matched boxes within 1 pixel).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+log = logging.getLogger(__name__)
+
+
+def check_image(source: str | os.PathLike | None, imgsz: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """A 1 x 3 x H x W float 0-1 letterboxed batch from ``source`` (an image file), or a synthetic scene
+    (coloured shapes on a gradient, deterministic) when None. Returns ``(batch, description)``."""
+    from ghostdet.data.letterbox import letterbox
+    from ghostdet.inference.sources import read_image
+
+    if source is not None:
+        image, what = read_image(source), str(source)
+    else:
+        image, what = synthetic_scene(), "a synthetic image (pass --source IMAGE to check on a real photo)"
+    padded, _, _ = letterbox(image, imgsz)
+    return np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0), what
+
+
+def synthetic_scene(height: int = 480, width: int = 640) -> np.ndarray:
+    """An RGB uint8 test scene with edges and colours (pure noise would leave every score near zero)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.stack([xs / width * 255, ys / height * 255, np.full_like(xs, 128)], -1).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        x, y = int(rng.integers(0, width - 60)), int(rng.integers(0, height - 60))
+        w, h = int(rng.integers(30, 200)), int(rng.integers(30, 200))
+        if rng.random() < 0.5:
+            cv2.rectangle(image, (x, y), (x + w, y + h), color, -1)
+        else:
+            cv2.circle(image, (x + w // 2, y + h // 2), min(w, h) // 2, color, -1)
+    return image
+
+
+def compare_detections(reference: dict, candidate: dict) -> tuple[int, int, float]:
+    """Match two detection sets (dicts with boxes/scores/labels, tensors or arrays) class by class by IoU.
+
+    Returns ``(count_reference, count_candidate, max_box_diff_px)`` where the box difference is the largest
+    coordinate difference over matched pairs (inf when some reference box has no same-class partner).
+    """
+    ref_boxes, ref_labels = torch.as_tensor(np.asarray(reference["boxes"]), dtype=torch.float32), torch.as_tensor(np.asarray(reference["labels"]))
+    cand_boxes, cand_labels = torch.as_tensor(np.asarray(candidate["boxes"]), dtype=torch.float32), torch.as_tensor(np.asarray(candidate["labels"]))
+    worst = 0.0
+    for label in ref_labels.unique():
+        a, b = ref_boxes[ref_labels == label], cand_boxes[cand_labels == label]
+        if len(b) == 0:
+            return len(ref_boxes), len(cand_boxes), float("inf")
+        best = box_iou(a, b).argmax(1)
+        worst = max(worst, float((a - b[best]).abs().max()))
+    return len(ref_boxes), len(cand_boxes), worst
+
+
+@dataclass
+class ExportCheck:
+    """What ``verify_export`` found. ``ok``: outputs and detections agree within the tolerances."""
+
+    image: str
+    max_box_diff: float
+    max_score_diff: float
+    detections_torch: int
+    detections_export: int
+    max_detection_box_diff: float
+    latency_ms: float
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+
+
+def verify_export(prepared: torch.nn.Module, path: str | os.PathLike, fmt: str, batch: np.ndarray, conf: float = 0.25,
+                  iou: float = 0.45, runs: int = 10, box_tol: float = 1.0, score_tol: float = 1e-3,
+                  description: str = "") -> ExportCheck:
+    """Run ``prepared`` (the fused model that was exported) and the file at ``path`` (``fmt`` onnx or torchscript)
+    on ``batch``; compare outputs and detections; time the exported model (median of ``runs``)."""
+    from ghostdet.models.postprocess import postprocess
+
+    param = next(prepared.parameters())
+    with torch.inference_mode():
+        ref_boxes, ref_scores = prepared.decode(prepared(torch.from_numpy(batch).to(param.device, param.dtype)))
+    ref_boxes, ref_scores = ref_boxes.float().cpu(), ref_scores.float().cpu()
+    run = _runner(path, fmt, param.dtype, param.device)
+    out_boxes, out_scores = run(batch)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run(batch)
+        times.append(time.perf_counter() - started)
+    box_diff = float((ref_boxes - out_boxes).abs().max())
+    score_diff = float((ref_scores - out_scores).abs().max())
+    hw = tuple(batch.shape[-2:])
+    ref = postprocess(ref_boxes, ref_scores, conf, iou, clip_shape=hw)[0]
+    got = postprocess(out_boxes, out_scores, conf, iou, clip_shape=hw)[0]
+    n_ref, n_got, det_diff = compare_detections(ref, got)
+    count_tol = int(0.02 * n_ref)
+    if param.dtype == torch.float16:  # FP16 rounds boxes at large coordinates to ~0.5 px and scores to ~1e-3
+        box_tol, score_tol, count_tol = box_tol * 2, score_tol * 5, count_tol + 1
+    problems = []
+    if box_diff > box_tol:
+        problems.append(f"raw boxes differ by up to {box_diff:.3g} px")
+    if score_diff > score_tol:
+        problems.append(f"raw scores differ by up to {score_diff:.3g}")
+    if abs(n_ref - n_got) > count_tol:
+        problems.append(f"{n_got} detections instead of {n_ref}")
+    if n_ref and det_diff > box_tol:
+        problems.append(f"matched detection boxes differ by up to {det_diff:.3g} px")
+    return ExportCheck(description, box_diff, score_diff, n_ref, n_got, det_diff, float(np.median(times) * 1e3), not problems, problems)
+
+
+def _runner(path, fmt: str, dtype: torch.dtype, device: torch.device):
+    """A callable ``batch (numpy) -> (boxes, scores)`` float32 CPU tensors for the exported file."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        inp = session.get_inputs()[0]
+        np_dtype = np.float16 if "float16" in inp.type else np.float32
+
+        def run(batch):
+            boxes, scores = session.run(None, {inp.name: batch.astype(np_dtype)})
+            return torch.from_numpy(boxes.astype(np.float32)), torch.from_numpy(scores.astype(np.float32))
+
+        return run
+    if fmt == "torchscript":
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+            module = torch.jit.load(str(Path(path)), map_location=device)
+
+        def run(batch):
+            with torch.inference_mode():
+                boxes, scores = module(torch.from_numpy(batch).to(device, dtype))
+            return boxes.float().cpu(), scores.float().cpu()
+
+        return run
+    raise ValueError(f"unknown export format {fmt!r}")
+
+
+def file_size_mb(path: str | os.PathLike) -> float:
+    return Path(path).stat().st_size / 1e6
+
+
+__all__: Sequence[str] = ["ExportCheck", "check_image", "compare_detections", "synthetic_scene", "verify_export", "file_size_mb"]
