@@ -15,7 +15,13 @@ def collate_fn(batch: list[dict]):
     images: float B×3×H×W in 0–1; targets: (N, 6) ``[batch_idx, class, x1, y1, x2, y2]`` in input pixels;
     metas: per image ``{"image_id", "file", "orig_size": (h, w), "ratio", "pad": (left, top)}``.
     """
-    images = torch.from_numpy(np.stack([s["image"] for s in batch])).permute(0, 3, 1, 2).float().div_(255.0)
+    # one pass per image (HWC uint8 -> CHW float, /255) into the batch: several times cheaper than
+    # stack -> permute -> float -> contiguous, and this runs for every batch in the workers
+    h, w = batch[0]["image"].shape[:2]
+    images = np.empty((len(batch), 3, h, w), dtype=np.float32)
+    for i, s in enumerate(batch):
+        np.divide(s["image"].transpose(2, 0, 1), np.float32(255.0), out=images[i], dtype=np.float32)
+    images = torch.from_numpy(images)
     targets = []
     for i, s in enumerate(batch):
         n = len(s["labels"])
@@ -28,7 +34,7 @@ def collate_fn(batch: list[dict]):
     targets = torch.cat(targets) if targets else torch.zeros((0, 6), dtype=torch.float32)
     metas = [{"image_id": s["image_id"], "file": s["file"], "orig_size": s["orig_size"], "ratio": s["ratio"],
               "pad": s["pad"]} for s in batch]
-    return images.contiguous(), targets, metas
+    return images, targets, metas
 
 
 def _seed_worker(worker_id: int) -> None:
