@@ -37,7 +37,7 @@ def main() -> None:
     import torch
     from omegaconf import OmegaConf
 
-    from ghostdet.data import build_dataloader, build_dataset
+    from ghostdet.data import build_dataloader, build_dataset, collate_fn
 
     data_cfg = OmegaConf.load(ROOT / "configs" / "data" / f"{args.data}.yaml")
     if args.root:
@@ -62,9 +62,15 @@ def main() -> None:
     for img, boxes, labels in geo:
         t.photometric(image=img, bboxes=boxes.reshape(-1, 4), labels=labels)
     photometric = (time.perf_counter() - start) / n * 1e3
+    samples = [ds[int(i)] for i in idx[: args.batch]]
+    start = time.perf_counter()
+    for _ in range(5):
+        collate_fn(samples)
+    collate = (time.perf_counter() - start) / 5 * 1e3
     images_per_sample = 4 * args.mosaic + (1 - args.mosaic)
     breakdown = (f"one thread, per sample: decode+resize {decode:.1f} ms/image (x{images_per_sample:.1f} images), "
-                 f"mosaic+affine incl. decode {geometric:.1f} ms, colour+flip+box filter {photometric:.1f} ms")
+                 f"mosaic+affine incl. decode {geometric:.1f} ms, colour+flip+box filter {photometric:.1f} ms; "
+                 f"collate {collate:.1f} ms per batch of {args.batch}")
 
     loader = build_dataloader(ds, batch_size=args.batch, workers=args.workers, shuffle=True, seed=0, drop_last=True)
 
