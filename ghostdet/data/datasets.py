@@ -83,7 +83,7 @@ class DetectionDataset(Dataset):
         rec = self.records[index]
         ratio = self.imgsz / max(rec.height, rec.width)
         boxes = (rec.boxes * ratio).astype(np.float32)
-        if self._ram is not None:
+        if self._ram is not None and self.augment:  # (an eval set caches letterboxed samples instead)
             return self._ram[index], boxes, rec.labels
         size = (max(1, round(rec.width * ratio)), max(1, round(rec.height * ratio)))
         # let the JPEG decoder shrink big images by 2/4/8 (never below imgsz): most of the decode cost saved
@@ -103,7 +103,7 @@ class DetectionDataset(Dataset):
             return np.full((rec.height, rec.width, 3), 114, dtype=np.uint8)
 
     def _eval_sample(self, index: int):
-        if self._ram is not None:
+        if self._ram is not None and not self.augment:
             return self._ram[index]
         rec = self.records[index]
         return eval_transform(self._load_or_substitute(index), rec.boxes, self.imgsz)
