@@ -78,7 +78,7 @@ def assert_same_tensors(a, b, where="") -> None:
 @pytest.mark.slow
 def test_tool_run_writes_every_output(shapes_root, tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_tool([*tiny_overrides(shapes_root), f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    proc = run_tool([*tiny_overrides(shapes_root, tensorboard=True), f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "training finished" in proc.stderr and "best mAP50" in proc.stdout
     for name in ("weights/last.pt", "weights/best.pt", "results.csv", "losses.png", "mAP.png", "train.log",

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from ghostdet.engine.callbacks import RunLogger
 from ghostdet.engine import (ModelEMA, WarmupDecayLR, build_optimizer, find_resume_checkpoint, param_groups, rng_state,
                              select_device, set_rng_state)
 from ghostdet.utils.checkpoint import load_checkpoint, save_checkpoint
@@ -161,3 +162,20 @@ def test_find_resume_checkpoint(tmp_path):
     assert find_resume_checkpoint(True, tmp_path) == new
     assert find_resume_checkpoint("true", tmp_path) == new
     assert find_resume_checkpoint(old.parent.parent, tmp_path) == old
+
+
+def test_run_logger_csv_plots_events_and_resume_cut(tmp_path):
+    logger = RunLogger(tmp_path, tensorboard=True)
+    for epoch in (1, 2, 3):
+        metrics = {"mAP50": 0.5 + epoch / 10, "mAP50-95": 0.3} if epoch != 2 else None
+        logger.log_epoch(epoch, {"box": 1.0 / epoch, "cls": 2.0, "dfl": 0.5}, 1e-3, metrics, 12.5)
+    logger.close()
+    lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert lines[0] == "epoch,box_loss,cls_loss,dfl_loss,lr,mAP50,mAP50-95,mAP75,epoch_time_s"
+    assert lines[1].startswith("1,1,2,0.5,0.001,0.6,0.3,,12.5") and lines[2] == "2,0.5,2,0.5,0.001,,,,12.5"
+    assert (tmp_path / "losses.png").stat().st_size > 0 and (tmp_path / "mAP.png").stat().st_size > 0
+    if logger.tb is not None:
+        assert list(tmp_path.glob("events.out.tfevents.*"))
+    # a run resumed from epoch 2 forgets row 3 (written after that checkpoint)
+    RunLogger(tmp_path, resume_epoch=2, tensorboard=False).close()
+    assert [line.split(",")[0] for line in (tmp_path / "results.csv").read_text().splitlines()] == ["epoch", "1", "2"]
