@@ -42,7 +42,7 @@ class GhostYOLO(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int = 80, neck_channels: int = 96, neck_depth: int = 1,
-                 neck_expand: float = 1.0, fpn_only: bool = False, head_convs: int = 2, head_kernel: int = 5,
+                 neck_expand: float = 1.0, fpn_only: bool = False, head_convs: int = 1, head_kernel: int = 5,
                  reg_max: int = 16, strides: Sequence[int] = (8, 16, 32),
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
         super().__init__()
@@ -88,7 +88,10 @@ class GhostYOLO(nn.Module):
         return postprocess(boxes, scores, conf, iou, max_det, classes, multi_label, clip_shape=tuple(x.shape[-2:]))
 
     def fuse(self) -> "GhostYOLO":
-        """Fold BatchNorm into the preceding convs, in place (inference only; outputs unchanged in eval mode)."""
+        """Fold BatchNorm into the preceding convs, in place (inference only; outputs unchanged in eval mode).
+        A backbone with its own ``fuse()`` (for conv/BN pairs the generic folding cannot see) is asked first."""
+        if callable(getattr(self.backbone, "fuse", None)):
+            self.backbone.fuse()
         fuse_conv_bn_modules(self)
         logger.debug("fused BatchNorm into convolutions")
         return self

@@ -21,7 +21,7 @@ class YOLOHead(nn.Module):
     """
 
     def __init__(self, in_channels: Sequence[int], num_classes: int, strides: Sequence[int] = (8, 16, 32),
-                 reg_max: int = 16, num_convs: int = 2, kernel_size: int = 5, prior_objects: float = 5.0,
+                 reg_max: int = 16, num_convs: int = 1, kernel_size: int = 5, prior_objects: float = 5.0,
                  prior_image_size: int = 640):
         super().__init__()
         if len(in_channels) != len(strides):
