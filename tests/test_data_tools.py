@@ -32,3 +32,17 @@ def test_check_data_on_an_empty_folder_fails_with_one_line(project_root, shared_
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(empty) in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_check_data_lists_skipped_faults_and_exits_0(project_root, shared_data, tmp_path):
+    from test_data_faults import build_broken_yolo_folder
+
+    build_broken_yolo_folder(tmp_path / "broken")
+    out = tmp_path / "run"
+    proc = run_check_data(project_root, shared_data, "data=yolo", f"data.root={tmp_path / 'broken'}", "data.val=images/train",
+                          "imgsz=128", "train_samples=2", "val_samples=1", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "8/12 images used" in proc.stdout and "problems (all in" in proc.stdout
+    problems = (out / "problems.txt").read_text()
+    assert "truncated.jpg: image skipped" in problems and "faults.txt:2: box dropped" in problems
+    assert (out / "train_samples.png").is_file()
