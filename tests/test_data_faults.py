@@ -112,6 +112,9 @@ def test_broken_yolo_folder_is_scanned_reported_and_trained_on(tmp_path, caplog)
             assert (targets[:, 2:] >= 0).all() and (targets[:, 2:] <= 128).all()
     assert batches == 6
     assert "rgba.png: cannot decode image" in caplog.text
+    rgba = next(i for i, r in enumerate(ds.records) if r.file.endswith("rgba.png"))
+    img, boxes, labels = ds.load_resized(rgba)
+    assert (img == 114).all() and len(boxes) == len(labels) == 0  # no boxes on the stand-in image
     val = build_dataset(cfg, "val", imgsz=128, cache=False)
     for i in range(len(val)):
         assert val[i]["image"].shape == (128, 128, 3)

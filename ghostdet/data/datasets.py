@@ -89,24 +89,31 @@ class DetectionDataset(Dataset):
         # let the JPEG decoder shrink big images by 2/4/8 (never below imgsz): most of the decode cost saved
         reduce = next((f for f in (8, 4, 2) if max(rec.height, rec.width) / f >= self.imgsz), 1)
         img = self._load_or_substitute(index, reduce)
+        if img is None:  # undecodable now: a plain grey image without boxes (its boxes would teach grey = object)
+            img, boxes, labels = np.full((size[1], size[0], 3), 114, np.uint8), boxes[:0], rec.labels[:0]
+            return img, boxes, labels
         if img.shape[1::-1] != size:
             shrink = img.shape[1] > 2 * size[0]
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         return img, boxes, rec.labels
 
-    def _load_or_substitute(self, index: int, reduce: int = 1) -> np.ndarray:
+    def _load_or_substitute(self, index: int, reduce: int = 1) -> np.ndarray | None:
+        """The image, or None (with a warning naming the file) when it passed the scan but fails to decode now."""
         rec = self.records[index]
         try:
             return read_image(rec.file, (rec.height, rec.width), reduce=reduce)
-        except OSError as e:  # passed the scan but fails to decode now: keep training, say which file
-            log.warning("%s: cannot decode image (%s); using an empty image for this sample", rec.file, e)
-            return np.full((rec.height, rec.width, 3), 114, dtype=np.uint8)
+        except OSError as e:  # deleted or damaged since the scan: keep going, say which file
+            log.warning("%s: cannot decode image (%s); using an empty image without boxes for this sample", rec.file, e)
+            return None
 
     def _eval_sample(self, index: int):
         if self._ram is not None and not self.augment:
             return self._ram[index]
         rec = self.records[index]
-        return eval_transform(self._load_or_substitute(index), rec.boxes, self.imgsz)
+        img = self._load_or_substitute(index)
+        if img is None:
+            return eval_transform(np.full((rec.height, rec.width, 3), 114, np.uint8), rec.boxes[:0], self.imgsz)
+        return eval_transform(img, rec.boxes, self.imgsz)
 
     def cache_in_ram(self, max_fraction: float = 0.5) -> bool:
         """Decode every image once and keep it in memory (training: long side imgsz; eval: letterboxed).
