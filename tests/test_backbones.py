@@ -187,6 +187,8 @@ def test_repghost_reparameterize_exact(features_only, dog, tmp_path):
     path = tmp_path / "repghost_deploy.pth"
     torch.save(model.state_dict(), path)
     from_file = RepGhostNet(width=0.5, features_only=features_only, deploy=True, pretrained=path).eval()
+    with pytest.raises(CheckpointError, match="re-parameterized .* need deploy=True"):
+        RepGhostNet(width=0.5, features_only=features_only, pretrained=path)
     with torch.no_grad():
         for a, d in zip(*(t if features_only else [t] for t in (after, from_file(dog)))):
             torch.testing.assert_close(d, a, atol=0, rtol=0)

@@ -172,7 +172,8 @@ class GGhostRegNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if pretrained:
-            load_pretrained(self, pretrained, skip_prefixes=skip)
+            load_pretrained(self, pretrained, skip_prefixes=skip,
+                            hint="build the model with the variant (and num_classes) the file was trained for")
 
     def forward(self, x: torch.Tensor):
         x = self.layer1(self.relu(self.bn1(self.conv1(x))))

@@ -112,6 +112,7 @@ class GhostNetBase(nn.Module):
     conv_bn_pairs = (("conv_stem", "bn1"),)  # for layers.fuse_conv_bn_modules
     cfg: list = GHOSTNET_CFG
     head_width_factor: float = 1.0  # final 1x1 conv width = last expansion * width * this
+    pretrained_hint = "build the model with the width (and num_classes) the file was trained for"
 
     def __init__(self, width: float = 1.0, num_classes: int = 1000, features_only: bool = False,
                  pretrained: str | os.PathLike | None = None, dropout: float = 0.2, in_chans: int = 3,
@@ -161,7 +162,7 @@ class GhostNetBase(nn.Module):
             skip = ()
 
         if pretrained:
-            load_pretrained(self, pretrained, skip_prefixes=skip)
+            load_pretrained(self, pretrained, skip_prefixes=skip, hint=self.pretrained_hint)
 
     def make_block(self, in_chs, mid_chs, out_chs, kernel, stride, se_ratio, block_index) -> nn.Module:
         """One bottleneck of the table; subclasses swap the ghost modules. ``block_index`` counts from 0."""

@@ -44,12 +44,14 @@ def _fmt(pairs: list[str]) -> str:
     return ", ".join(pairs[:3]) + (f" (+{len(pairs) - 3} more)" if len(pairs) > 3 else "")
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike, skip_prefixes: Iterable[str] = ()) -> nn.Module:
+def load_pretrained(model: nn.Module, path: str | os.PathLike, skip_prefixes: Iterable[str] = (),
+                    hint: str = "build the model with the variant/width (and num_classes) the file was trained for",
+                    ) -> nn.Module:
     """Load ``path`` into ``model`` strictly, by key name.
 
     ``skip_prefixes``: key prefixes of layers the model did not build (the classifier head in
     ``features_only`` mode); keys of the file under them are ignored. Every other key must match in name
-    and shape, else a CheckpointError names the first mismatching keys and shapes.
+    and shape, else a CheckpointError names the first mismatching keys and shapes, followed by ``hint``.
     """
     where = str(path)
     state = unwrap_state_dict(load_checkpoint(path), where)
@@ -70,8 +72,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, skip_prefixes: It
         if unexpected:
             problems.append(f"not in model: {_fmt(unexpected)}")
         raise CheckpointError(
-            f"{where}: weights do not fit {type(model).__name__} ({'; '.join(problems)}); "
-            "build the model with the variant/width (and num_classes) the file was trained for"
+            f"{where}: weights do not fit {type(model).__name__} ({'; '.join(problems)}); {hint}"
         )
     model.load_state_dict(state, strict=True)
     LOGGER.info("loaded %d tensors from %s into %s", len(state), where, type(model).__name__)

@@ -107,6 +107,8 @@ class RepGhostNet(GhostNetBase):
 
     cfg = REPGHOSTNET_CFG
     head_width_factor = 2.0
+    pretrained_hint = ("build the model with the width (and num_classes) the file was trained for; "
+                       "re-parameterized (deploy-form) weights need deploy=True")
 
     def __init__(self, width: float = 1.0, num_classes: int = 1000, features_only: bool = False,
                  pretrained: str | os.PathLike | None = None, dropout: float = 0.2, in_chans: int = 3,
