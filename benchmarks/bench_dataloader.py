@@ -88,7 +88,8 @@ def main() -> None:
             next(stream)
         rates.append(args.batches * args.batch / (time.perf_counter() - start))
     print(f"data={args.data} imgsz={args.imgsz} batch={args.batch} workers={args.workers} mosaic={args.mosaic} "
-          f"mixup={args.mixup} cache_images={args.cache_images} torch={torch.__version__} cv2={cv2.__version__} cpus={torch.get_num_threads()}")
+          f"mixup={args.mixup} cache_images={args.cache_images} torch={torch.__version__} cv2={cv2.__version__} "
+          f"cpus={torch.get_num_threads()}")
     print(f"loader throughput: {statistics.median(rates):.1f} images/s (median of {args.repeats} x {args.batches} batches; "
           f"runs: {', '.join(f'{r:.1f}' for r in rates)})")
     print(breakdown)

@@ -28,7 +28,7 @@ def scan_coco(cfg: dict, split: str, use_cache: bool = True):
             data = json.load(f)
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"cannot read COCO json {ann_file}: {' '.join(str(e).split())}; fix or regenerate it") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("categories"), list):
+    if not (isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("categories"), list)):
         raise DataError(f"{ann_file} is not a COCO instances json (needs 'images', 'annotations', 'categories' lists)")
     annotations = data.get("annotations") or []
     if not isinstance(annotations, list):
@@ -95,7 +95,8 @@ def _coco_images(images, ann_file, images_dir, report):
     kept, ids = [], set()
     for img in images:
         if not isinstance(img, dict) or not isinstance(img.get("id"), int) or not isinstance(img.get("file_name"), str):
-            report.json_problem(str(ann_file), "bad image entry", f"image entry {str(img)[:80]} lacks an integer 'id' or a 'file_name'; ignored")
+            report.json_problem(str(ann_file), "bad image entry",
+                                f"image entry {str(img)[:80]} lacks an integer 'id' or a 'file_name'; ignored")
             continue
         if img["id"] in ids:
             report.json_problem(str(ann_file), "duplicate image id",

@@ -159,7 +159,8 @@ class DetectionDataset(Dataset):
 
         images, annotations = [], []
         for rec in self.records:
-            images.append({"id": rec.image_id, "file_name": os.path.basename(rec.file), "width": rec.width, "height": rec.height})
+            images.append({"id": rec.image_id, "file_name": os.path.basename(rec.file), "width": rec.width,
+                           "height": rec.height})
             groups = [(rec.boxes, rec.labels, rec.areas, 0)]
             if rec.crowd_boxes is not None and len(rec.crowd_boxes):
                 groups.append((rec.crowd_boxes, rec.crowd_labels, rec.crowd_areas, 1))

@@ -106,7 +106,8 @@ class ScanReport:
         parts = [
             f"{self.split}: {self.images_used}/{self.images_found} images used ({self.backgrounds} background)",
             f"skipped: {fmt(self.images_skipped)}",
-            f"{self.boxes_kept} boxes kept ({self.boxes_clipped} clipped" + (f", {self.crowd_kept} crowd for eval)" if self.crowd_kept else ")"),
+            f"{self.boxes_kept} boxes kept ({self.boxes_clipped} clipped"
+            + (f", {self.crowd_kept} crowd for eval)" if self.crowd_kept else ")"),
             f"dropped: {fmt(self.boxes_dropped)}",
         ]
         if self.json_problems:

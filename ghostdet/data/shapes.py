@@ -29,7 +29,8 @@ MIN_OBJECT, MAX_OBJECT = 28, 110
 MAX_OVERLAP_IOU = 0.3
 
 
-def generate_shapes(root: str | Path, num_train: int = 400, num_val: int = 100, image_size: int = 320, seed: int = 0) -> Path:
+def generate_shapes(root: str | Path, num_train: int = 400, num_val: int = 100, image_size: int = 320,
+                    seed: int = 0) -> Path:
     """Write the dataset into ``root`` (``images/{train,val}/*.jpg``, ``annotations/instances_{train,val}.json``)."""
     root = Path(root)
     settings = {"num_train": num_train, "num_val": num_val, "image_size": image_size, "seed": seed}
@@ -134,11 +135,12 @@ def _iou(a, b):
 def ensure_shapes(cfg: dict) -> Path:
     """Generate the shapes dataset at ``cfg['root']`` unless it is already there (safe when run concurrently)."""
     root = Path(str(cfg.get("root") or "data/shapes")).expanduser()
-    anns = [root / str(cfg.get(k) or f"annotations/instances_{s}.json") for k, s in (("train_ann", "train"), ("val_ann", "val"))]
+    anns = [root / str(cfg.get(f"{split}_ann") or f"annotations/instances_{split}.json") for split in ("train", "val")]
     if all(a.is_file() for a in anns):
         return root
     if root.exists() and any(root.iterdir()):
-        raise DataError(f"{root} exists but lacks {anns[0].relative_to(root)}: delete the folder to regenerate the shapes dataset")
+        raise DataError(f"{root} exists but lacks {anns[0].relative_to(root)}: delete the folder to regenerate "
+                        f"the shapes dataset")
     settings = {k: cfg.get(k, d) for k, d in (("num_train", 400), ("num_val", 100), ("image_size", 320), ("seed", 0))}
     log.info("generating the shapes dataset into %s (%s)", root, settings)
     root.parent.mkdir(parents=True, exist_ok=True)

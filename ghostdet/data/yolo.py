@@ -65,7 +65,8 @@ def yolo_names(cfg: dict, root: Path, data_yaml: dict | None = None, yaml_file: 
             names = [n.strip() for n in (root / "classes.txt").read_text(encoding="utf-8").splitlines() if n.strip()]
             source = str(root / "classes.txt")
     if not names:
-        raise DataError(f"no class names for {root}: add 'names:' to {root / 'data.yaml'} (or classes.txt), or set data.names=[...]")
+        raise DataError(f"no class names for {root}: add 'names:' to {root / 'data.yaml'} (or classes.txt), "
+                        f"or set data.names=[...]")
     if isinstance(names, dict):
         try:
             index = {int(k): str(v) for k, v in names.items()}
@@ -92,7 +93,10 @@ def scan_yolo(cfg: dict, split: str, use_cache: bool = True):
     image_files = sorted(str(p) for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     label_files = [str((labels_dir / Path(f).relative_to(images_dir)).with_suffix(".txt")) for f in image_files]
     fingerprint = files_fingerprint(image_files + label_files, {"split": split, "names": names})
-    cache_file = labels_dir.parent / f"{labels_dir.name}.ghostdet.cache" if labels_dir != images_dir else images_dir / f"{split}.ghostdet.cache"
+    if labels_dir != images_dir:
+        cache_file = labels_dir.parent / f"{labels_dir.name}.ghostdet.cache"
+    else:
+        cache_file = images_dir / f"{split}.ghostdet.cache"
     if use_cache and (hit := load_cache(cache_file, fingerprint)) is not None:
         return hit[0], hit[1], names, None
 
@@ -162,6 +166,6 @@ def _read_yolo_labels(label_file: str, width: int, height: int, num_classes: int
         boxes.append([box[0] * width, box[1] * height, box[2] * width, box[3] * height])
         labels.append(int(cls))
         where.append(loc)
-    kept_boxes, kept_labels, _ = clean_boxes(np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(labels, dtype=np.int64),
-                                             width, height, num_classes, where, report)
+    kept_boxes, kept_labels, _ = clean_boxes(np.array(boxes, dtype=np.float64).reshape(-1, 4),
+                                             np.array(labels, dtype=np.int64), width, height, num_classes, where, report)
     return kept_boxes, kept_labels
