@@ -4,7 +4,7 @@ Public API (what the trainer, eval, detect and tools call)::
 
     from ghostdet.data import build_dataset, build_dataloader
 
-    train_set = build_dataset(cfg.data, split="train", imgsz=640, augment=True, aug_cfg=cfg.aug, seed=0)
+    train_set = build_dataset(cfg.data, split="train", imgsz=640, augment=True, aug_cfg=cfg.augment, seed=0)
     val_set = build_dataset(cfg.data, split="val", imgsz=640, augment=False)
     train_loader = build_dataloader(train_set, batch_size=16, workers=2, shuffle=True, seed=0)
     for images, targets, metas in train_loader: ...   # see collate_fn
@@ -25,7 +25,8 @@ A dataset (``DetectionDataset``) exposes:
     input pixels, ``labels`` int64 (N,), ``image_id``, ``file``, ``orig_size`` (h, w), ``ratio`` and
     ``pad`` (left, top) of the letterbox (None for augmented training samples, whose geometry is random);
   - ``load_image(i)`` → original image (upright, RGB uint8); ``set_mosaic(enabled)``;
-    ``set_random_seed(seed)`` (seeds the augmentation RNGs; the loader calls it per worker).
+    ``set_random_seed(seed)`` (seeds the augmentation RNGs; the loader calls it per worker);
+    ``cache_in_ram()`` (decode every image once; done by ``build_dataset`` when ``data.cache_images``).
 
 Augmentation keys of ``aug_cfg`` (plain dict or DictConfig; defaults in ``transforms.DEFAULT_AUG``,
 ultralytics names and meanings): ``mosaic`` (probability), ``mixup`` (probability), ``degrees``,
