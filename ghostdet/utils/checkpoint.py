@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -54,14 +55,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported object"
-        if "Unsupported global" in str(e) or "weights_only" in str(e):
-            first = "it contains pickled Python objects that would run code when loaded"
-        raise CheckpointError(
-            f"{path}: refused to load: {first}; only files of tensors and plain data are accepted "
-            "(re-save the weights with torch.save(model.state_dict(), ...) from code you trust)"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError) as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found or "Unsupported global" in str(e):
+            what = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(
+                f"{path}: refused to load: it contains pickled Python objects{what} that would run code when loaded; "
+                "only files of tensors and plain data are accepted (re-save the weights with "
+                "torch.save(model.state_dict(), ...) from code you trust)"
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle data); is this the right file?") from None
+    except Exception as e:  # zip/pickle/IO errors of a truncated, empty or foreign file
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg}); is the file complete and a .pt/.pth file?") from None
 
