@@ -83,6 +83,7 @@ class RunLogger:
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         epochs = [int(r["epoch"]) for r in self.rows]
 
@@ -96,6 +97,7 @@ class RunLogger:
             ax.plot(x, y, marker=".")
             ax.set_title(f"train {k} loss")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(self.run_dir / "losses.png", dpi=100)
@@ -106,6 +108,7 @@ class RunLogger:
             x, y = series(k)
             ax.plot(x, y, marker="o", label=k)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("COCO mAP (val)")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
