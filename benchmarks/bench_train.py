@@ -49,10 +49,12 @@ def bench_epoch(imgsz: int, batch: int, workers: int, epochs: int, model: str) -
         trainer = Trainer(cfg, run_dir)
         n = len(trainer.train_set)
         for epoch in range(epochs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             losses = trainer.train_one_epoch(epoch)
-            dt = time.perf_counter() - t0
-            print(f"epoch {epoch + 1}: {dt:.1f} s for {n} images ({n / dt:.2f} img/s); "
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            # CPU seconds of the main process (loader workers not included) say more than wall time on a busy machine
+            print(f"epoch {epoch + 1}: {dt:.1f} s wall, {cpu:.1f} s CPU (main process) for {n} images "
+                  f"({n / dt:.2f} img/s); "
                   + " ".join(f"{k} {v:.3f}" for k, v in losses.items()), flush=True)
     print(f"[{model} coco128 imgsz {imgsz} batch {batch} workers {workers}, CPU] {conditions()}")
 
