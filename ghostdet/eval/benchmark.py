@@ -113,8 +113,9 @@ def environment(threads: int, device: str | torch.device = "cpu") -> dict[str, A
            "machine": platform.machine(), "cpu": _cpu_name(), "cpus": os.cpu_count(), "onnxruntime": None,
            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     if env["load_avg_1m"] is not None and env["load_avg_1m"] > (os.cpu_count() or 1):
-        LOGGER.warning("the machine is busy (load average %.1f on %d CPUs): latencies will be inflated and noisy",
-                       env["load_avg_1m"], os.cpu_count() or 1)
+        LOGGER.warning("the machine is busy (load average %.1f on %d CPUs): latencies will be inflated and noisy; "
+                       "with threads > 1 PyTorch's OpenMP threads wait on descheduled siblings (10x slower is "
+                       "common), so prefer threads=1 there", env["load_avg_1m"], os.cpu_count() or 1)
     if onnxruntime_available():
         import onnxruntime
 
