@@ -38,10 +38,10 @@ def pad_targets(targets: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, t
 
 
 def points_in_boxes(points: torch.Tensor, boxes: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """(A, 2) points, (B, M, 4) xyxy boxes -> (B, M, A) bool: point strictly inside box."""
-    left_top = points[None, None] - boxes[..., None, :2]
-    right_bottom = boxes[..., None, 2:] - points[None, None]
-    return torch.cat((left_top, right_bottom), -1).amin(-1) > eps
+    """(A, 2) points, (B, M, 4) xyxy boxes -> (B, M, A) bool: point strictly inside box (by more than eps)."""
+    x, y = points[:, 0], points[:, 1]
+    x1, y1, x2, y2 = (c[..., None] for c in boxes.unbind(-1))
+    return (x > x1 + eps) & (x < x2 - eps) & (y > y1 + eps) & (y < y2 - eps)
 
 
 class TaskAlignedAssigner(nn.Module):
@@ -67,7 +67,8 @@ class TaskAlignedAssigner(nn.Module):
             gt_labels: B x M int64.  gt_boxes: B x M x 4 xyxy.  gt_valid: B x M bool (False = padding).
         Returns:
             ``(target_labels B x A, target_boxes B x A x 4, target_scores B x A x C, fg_mask B x A bool,
-            target_gt_idx B x A)``; entries of background anchors are zeros.
+            target_gt_idx B x A)``. Scores of background anchors are zero; their labels/boxes/indices are
+            placeholders (select with ``fg_mask``).
         """
         batch, num_anchors, num_classes = pred_scores.shape
         num_gt = gt_boxes.shape[1]
@@ -79,40 +80,50 @@ class TaskAlignedAssigner(nn.Module):
                     torch.zeros(batch, num_anchors, dtype=torch.long, device=pred_scores.device))
 
         in_gt = points_in_boxes(anchor_points, gt_boxes, self.eps) & gt_valid[..., None]  # B x M x A
-        # IoU and class score only where they matter (anchor inside the box)
+        # the metric only where it matters (anchor inside the box); -1 elsewhere, so top-k never picks outside
         b_idx, m_idx, a_idx = in_gt.nonzero(as_tuple=True)
-        overlaps = pred_boxes.new_zeros(batch, num_gt, num_anchors)
-        overlaps[b_idx, m_idx, a_idx] = aligned_box_iou(gt_boxes[b_idx, m_idx], pred_boxes[b_idx, a_idx]).clamp(min=0)
-        class_scores = pred_boxes.new_zeros(batch, num_gt, num_anchors)
-        class_scores[b_idx, m_idx, a_idx] = pred_scores[b_idx, a_idx, gt_labels[b_idx, m_idx]]
-        align = class_scores.pow(self.alpha) * overlaps.pow(self.beta)
+        iou_in = aligned_box_iou(gt_boxes[b_idx, m_idx], pred_boxes[b_idx, a_idx]).clamp(min=0)
+        score_in = pred_scores[b_idx, a_idx, gt_labels[b_idx, m_idx]]
+        align = pred_boxes.new_full((batch, num_gt, num_anchors), -1.0)
+        align[b_idx, m_idx, a_idx] = score_in.pow(self.alpha) * iou_in.pow(self.beta)
+        del in_gt, b_idx, m_idx, a_idx, iou_in, score_in
 
-        # top-k anchors per box among those inside it (ties/zero metrics still inside the box may be picked)
-        topk = min(self.topk, num_anchors)
-        topk_idx = align.masked_fill(~in_gt, -1.0).topk(topk, dim=-1).indices  # B x M x k
-        candidate = torch.zeros_like(in_gt).scatter_(-1, topk_idx, True)
-        mask_pos = candidate & in_gt
+        # top-k anchors per box; from here on only the (few) candidates are handled, as flat lists
+        topk_align, topk_idx = align.topk(min(self.topk, num_anchors), dim=-1)  # B x M x k
+        pos_b, pos_m, pos_k = (topk_align >= 0).nonzero(as_tuple=True)
+        pos_a = topk_idx[pos_b, pos_m, pos_k]
+        pos_align = topk_align[pos_b, pos_m, pos_k]
+        pos_iou = aligned_box_iou(gt_boxes[pos_b, pos_m], pred_boxes[pos_b, pos_a]).clamp(min=0)
 
-        # one box per anchor: the one with the highest IoU among those that claim it
-        claims = mask_pos.sum(1)  # B x A
-        if bool((claims > 1).any()):
-            best_gt = overlaps.masked_fill(~mask_pos, -1.0).argmax(1)  # B x A
-            best_one_hot = F.one_hot(best_gt, num_gt).transpose(1, 2).bool()  # B x M x A
-            mask_pos = torch.where((claims > 1)[:, None], best_one_hot & mask_pos, mask_pos)
-        fg_mask = mask_pos.any(1)
-        target_gt_idx = mask_pos.float().argmax(1)  # B x A
+        # one box per anchor: the one it overlaps most (the lowest box index on ties)
+        anchor_key = pos_b * num_anchors + pos_a
+        best_iou = pos_iou.new_zeros(batch * num_anchors).scatter_reduce(0, anchor_key, pos_iou, "amax",
+                                                                         include_self=False)
+        wins = pos_iou >= best_iou[anchor_key]
+        first = torch.full((batch * num_anchors,), num_gt, dtype=torch.long, device=pos_m.device)
+        first = first.scatter_reduce(0, anchor_key[wins], pos_m[wins], "amin")
+        wins &= pos_m == first[anchor_key]
+        pos_b, pos_m, anchor_key, pos_align, pos_iou = (t[wins] for t in (pos_b, pos_m, anchor_key, pos_align, pos_iou))
+
+        # soft targets: alignment normalised per box so that its best anchor scores the box's best IoU
+        gt_key = pos_b * num_gt + pos_m
+        max_align = pos_align.new_zeros(batch * num_gt).scatter_reduce(0, gt_key, pos_align, "amax", include_self=False)
+        max_iou = pos_iou.new_zeros(batch * num_gt).scatter_reduce(0, gt_key, pos_iou, "amax", include_self=False)
+        pos_score = pos_align * max_iou[gt_key] / (max_align[gt_key] + self.eps)
+
+        fg_mask = torch.zeros(batch * num_anchors, dtype=torch.bool, device=pred_scores.device)
+        fg_mask[anchor_key] = True
+        target_gt_idx = torch.zeros(batch * num_anchors, dtype=torch.long, device=pred_scores.device)
+        target_gt_idx[anchor_key] = pos_m
+        soft_score = pred_scores.new_zeros(batch * num_anchors)
+        soft_score[anchor_key] = pos_score.to(soft_score.dtype)
+        fg_mask, target_gt_idx = fg_mask.view(batch, num_anchors), target_gt_idx.view(batch, num_anchors)
 
         batch_arange = torch.arange(batch, device=gt_boxes.device)[:, None]
         target_labels = gt_labels[batch_arange, target_gt_idx].clamp(0, num_classes - 1)
         target_boxes = gt_boxes[batch_arange, target_gt_idx]
-        target_scores = F.one_hot(target_labels, num_classes).to(pred_scores.dtype) * fg_mask[..., None]
-
-        # soft targets: alignment normalised per box so its best anchor scores its best IoU
-        align = align * mask_pos
-        max_align = align.amax(-1, keepdim=True)
-        max_overlap = (overlaps * mask_pos).amax(-1, keepdim=True)
-        norm_align = (align * max_overlap / (max_align + self.eps)).amax(1)  # B x A
-        target_scores = target_scores * norm_align[..., None]
+        target_scores = F.one_hot(target_labels, num_classes).to(pred_scores.dtype)
+        target_scores = target_scores * soft_score.view(batch, num_anchors, 1)
         return target_labels, target_boxes, target_scores, fg_mask, target_gt_idx
 
 
