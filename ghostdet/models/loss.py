@@ -145,6 +145,7 @@ class DetectionLoss(nn.Module):
     def __init__(self, model: nn.Module, box: float = 7.5, cls: float = 0.5, dfl: float = 1.5, topk: int = 10,
                  alpha: float = 0.5, beta: float = 6.0, scale_by_batch: bool = True):
         super().__init__()
+        model = getattr(model, "module", model)  # DistributedDataParallel / EMA wrappers
         head = model.head if hasattr(model, "head") else model
         self.head = [head]  # a plain list: do not register the model's parameters twice
         self.num_classes, self.reg_max = head.num_classes, head.reg_max
