@@ -235,3 +235,13 @@ def test_overfits_a_batch_of_real_images(coco128):
         same_class = gt[:, 1:2].long() == det["labels"][None]
         best = (ious * same_class).max(1).values
         assert torch.all(best > 0.5), f"image {OVERFIT_IMAGES[batch_idx]}: best IoU per box {best.tolist()}"
+
+
+def test_pretrained_backbone_override_loads_imagenet_weights(tmp_path):
+    # an ImageNet-classifier GhostNet saved by its own key names, loaded through the Hydra override
+    imagenet = GhostNet(width=1.0, num_classes=1000)
+    torch.save(imagenet.state_dict(), tmp_path / "ghostnet_1x.pth")
+    cfg = compose_model_config("ghost_yolo", [f"model.backbone.pretrained={tmp_path / 'ghostnet_1x.pth'}"])
+    model = instantiate(cfg, num_classes=3)
+    loaded = model.backbone.state_dict()
+    assert loaded and all(torch.equal(v, imagenet.state_dict()[k]) for k, v in loaded.items())
