@@ -154,6 +154,7 @@ class DetectionLoss(nn.Module):
         self.assigner = TaskAlignedAssigner(head.num_classes, topk=topk, alpha=alpha, beta=beta)
 
     def forward(self, raw_outputs, targets: torch.Tensor, imgsz_hw=None, ignore: torch.Tensor | None = None):
+        # imgsz_hw is accepted for callers that pass it; anchors come from the output shapes and strides
         head = self.head[0]
         box_logits, cls_logits = head.flatten(raw_outputs)  # B x A x 4R, B x A x C
         batch = cls_logits.shape[0]
@@ -166,8 +167,9 @@ class DetectionLoss(nn.Module):
         if targets.ndim != 2 or targets.shape[1] != 6:
             raise DataError(f"targets must be (N, 6) [batch_idx, class, x1, y1, x2, y2], got {tuple(targets.shape)}")
         if targets.shape[0] and (targets[:, 1].min() < 0 or targets[:, 1].max() >= self.num_classes):
-            raise DataError(f"target class {int(targets[:, 1].max())} outside 0..{self.num_classes - 1}: "
-                            "build the model with num_classes equal to the dataset's class count")
+            raise DataError(f"target classes span {int(targets[:, 1].min())}..{int(targets[:, 1].max())} but the model "
+                            f"has {self.num_classes} (0..{self.num_classes - 1}): build it with num_classes equal "
+                            "to the dataset's class count")
         gt, gt_valid = pad_targets(targets, batch)
         gt_labels, gt_boxes = gt[..., 0].long(), gt[..., 1:]
         gt_valid = gt_valid & ((gt_boxes[..., 2:] - gt_boxes[..., :2]).amin(-1) > 0)  # drop degenerate boxes
@@ -179,6 +181,8 @@ class DetectionLoss(nn.Module):
 
         cls_loss = F.binary_cross_entropy_with_logits(cls_logits, target_scores, reduction="none")
         if ignore is not None and ignore.numel():
+            if ignore.ndim != 2 or ignore.shape[1] != 5:
+                raise DataError(f"ignore regions must be (K, 5) [batch_idx, x1, y1, x2, y2], got {tuple(ignore.shape)}")
             regions, region_valid = pad_targets(ignore.to(cls_logits.device, torch.float32), batch)
             in_ignore = (points_in_boxes(anchor_px, regions) & region_valid[..., None]).any(1)  # B x A
             cls_loss = cls_loss * (~(in_ignore & ~fg_mask))[..., None]
