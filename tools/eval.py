@@ -49,7 +49,8 @@ def main(cfg: DictConfig) -> None:
     loader = build_dataloader(dataset, batch_size=cfg.batch, workers=cfg.workers, shuffle=False)
     coco_gt = load_coco_gt(cfg.gt) if cfg.gt else dataset.coco_gt()
 
-    logging.getLogger("ghostdet.eval.coco_evaluator").setLevel(logging.WARNING)  # the summary is printed below
+    for name in ("ghostdet.eval.coco_evaluator", "ghostdet.eval.loop"):  # summary and speed are printed below
+        logging.getLogger(name).setLevel(logging.WARNING)
     result = evaluate_model(model, loader, coco_gt, dataset.category_ids, names=dataset.names, conf=cfg.conf,
                             iou=cfg.iou, max_det=cfg.max_det, device=device, backend=cfg.backend,
                             multi_label=cfg.multi_label, progress=cfg.progress)
