@@ -65,7 +65,7 @@ class GhostYOLO(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         max_stride = self.strides[-1]
-        if x.shape[-1] % max_stride or x.shape[-2] % max_stride:
+        if not torch.jit.is_tracing() and (x.shape[-1] % max_stride or x.shape[-2] % max_stride):
             raise ConfigError(f"input size {tuple(x.shape[-2:])} is not a multiple of {max_stride}: "
                               f"letterbox images to a multiple of {max_stride} (e.g. imgsz=640)")
         x = (x - self.mean) / self.std
