@@ -1,13 +1,11 @@
 """Human-readable evaluation output: the COCO 12-line summary, per-class tables, Markdown, the PR-curve plot."""
 from __future__ import annotations
 
-import logging
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-
-LOGGER = logging.getLogger(__name__)
 
 # The order of COCOeval.stats (bbox): see pycocotools.cocoeval.COCOeval.summarize.
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -129,8 +127,6 @@ def save_eval_outputs(result, out_dir: str | Path, settings: dict | None = None,
                       plots: bool = True) -> dict[str, Path]:
     """Write an ``EvalResult``: ``metrics.json`` (metrics, speed, settings), ``detections.json`` (COCO
     results) and ``pr_curve.png``. Returns ``{kind: path}`` of what was written."""
-    import json
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
