@@ -146,21 +146,24 @@ def test_resume_after_epoch_one_equals_uninterrupted_run(shapes_root, tmp_path, 
 
 @pytest.mark.slow
 def test_ctrl_c_mid_epoch_saves_last_and_nonfinite_losses_stop(shapes_root, tmp_path, caplog):
-    trainer = Trainer(compose_train(tiny_overrides(shapes_root)), tmp_path / "run")
+    trainer = Trainer(compose_train(tiny_overrides(shapes_root, nbs=4)), tmp_path / "run")  # a step per batch
     real_loss = trainer.criterion
     calls = {"n": 0}
 
-    def interrupt_on_third_batch(*args):
+    def interrupt_on_second_batch(*args):
         calls["n"] += 1
-        if calls["n"] == 3:  # epoch 2, first batch (2 batches per epoch)
+        if calls["n"] == 2:  # epoch 1, after one optimizer step
             raise KeyboardInterrupt
         return real_loss(*args)
 
-    trainer.criterion = interrupt_on_third_batch
+    trainer.criterion = interrupt_on_second_batch
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     ckpt = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")
-    assert ckpt["epoch"] == 1 and ckpt["interrupted"] is True
+    assert ckpt["epoch"] == 0 and ckpt["interrupted"] is True and ckpt["ema_updates"] == 1
+    # the saved weights are those at the interruption (one optimizer step in), not the initial ones
+    assert any(not torch.equal(initial[k], v) for k, v in ckpt["model"].items() if v.is_floating_point())
 
     # NaN losses: skipped with a warning, then a clear stop; the last good checkpoint stays loadable
     trainer = Trainer(compose_train(tiny_overrides(shapes_root, epochs=3, max_nonfinite_steps=2)), tmp_path / "nan")
