@@ -17,7 +17,7 @@ import ghostdet
 from ghostdet.engine import distributed as dist_utils
 from ghostdet.engine.callbacks import LOSS_KEYS, RunLogger, summary_table
 from ghostdet.engine.ema import ModelEMA, unwrap_model
-from ghostdet.engine.optim import WarmupDecayLR, build_optimizer
+from ghostdet.engine.optim import OPTIMIZERS, SCHEDULES, WarmupDecayLR, build_optimizer
 from ghostdet.engine.runtime import rng_state, seed_everything, select_device, set_rng_state
 from ghostdet.utils.checkpoint import load_checkpoint, save_checkpoint
 from ghostdet.utils.errors import CheckpointError, ConfigError, GhostdetError
@@ -90,6 +90,11 @@ class Trainer:
             raise ConfigError(f"batch={cfg.batch}: must be at least 1 (it is the batch per process)")
         if int(cfg.imgsz) % 32:
             raise ConfigError(f"imgsz={cfg.imgsz}: must be a multiple of 32 (the detector's largest stride)")
+        # names checked now, before minutes of dataset scanning
+        if str(cfg.optimizer.name).lower() not in OPTIMIZERS:
+            raise ConfigError(f"optimizer.name={cfg.optimizer.name!r} is not supported; use one of {', '.join(OPTIMIZERS)}")
+        if str(cfg.schedule.name) not in SCHEDULES:
+            raise ConfigError(f"schedule.name={cfg.schedule.name!r} is not supported; use one of {', '.join(SCHEDULES)}")
         # data augmentation differs per rank; model init is the same everywhere (DDP also broadcasts it)
         seed_everything(int(cfg.seed) + self.rank, bool(cfg.deterministic))
         torch.manual_seed(int(cfg.seed))
