@@ -106,6 +106,17 @@ def run_tool(tool: str, *args, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def run_tools_concurrently(calls: list[tuple], cwd: Path) -> list[subprocess.CompletedProcess]:
+    """Run several ``(tool, *args)`` invocations at once (each is mostly interpreter start-up and imports)."""
+    procs = [subprocess.Popen([sys.executable, str(PROJECT_ROOT / "tools" / tool), *map(str, args)], cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tool, *args in calls]
+    done = []
+    for call, proc in zip(calls, procs):
+        stdout, stderr = proc.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(call, proc.returncode, stdout, stderr))
+    return done
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -264,23 +275,30 @@ def test_detect_tool_writes_annotated_images_and_json(trained_checkpoint, coco12
     assert not np.array_equal(annotated, cv2.imread(str(photos / f"{TRAIN_STEMS[0]}.jpg")))
 
     # a second run gets a new folder; --no-save writes the JSON only
-    proc = run_tool("detect.py", str(photos / "*.jpg"), "--weights", trained_checkpoint, "--no-save", "--classes", "0", cwd=tmp_path)
+    proc = run_tool("detect.py", str(photos / "*.jpg"), "--weights", trained_checkpoint, "--no-save", "--classes", "0,bowl",
+                    "--conf", "0.1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert [p.name for p in (tmp_path / "runs" / "detect" / "2").iterdir()] == ["predictions.json"]
+    filtered = json.loads((tmp_path / "runs" / "detect" / "2" / "predictions.json").read_text())
+    names = {d["name"] for r in filtered for d in r["detections"]}
+    assert names and names <= {"person", "bowl"}
 
 
 def test_detect_tool_bad_inputs_fail_with_one_line(trained_checkpoint, coco128, tmp_path):
     photo = coco128 / "images" / "train2017" / "000000000009.jpg"
-    assert_one_line_error(run_tool("detect.py", tmp_path / "missing.jpg", "--weights", trained_checkpoint, cwd=tmp_path),
-                          "missing.jpg", "no such file")
     text = tmp_path / "notes.jpg"
     text.write_text("hello, I am not a picture")
-    assert_one_line_error(run_tool("detect.py", text, "--weights", trained_checkpoint, cwd=tmp_path), "notes.jpg", "not an image")
     not_a_checkpoint = tmp_path / "best.pt"
     not_a_checkpoint.write_bytes(os.urandom(2048))
-    assert_one_line_error(run_tool("detect.py", photo, "--weights", not_a_checkpoint, cwd=tmp_path), "best.pt")
-    assert_one_line_error(run_tool("detect.py", photo, cwd=tmp_path), "no --weights given")  # no runs/train here
-    assert_one_line_error(run_tool("detect.py", photo, "--weights", trained_checkpoint, "--device", "cuda:7", cwd=tmp_path), "cuda:7")
+    cases = {
+        ("detect.py", tmp_path / "missing.jpg", "--weights", trained_checkpoint): ("missing.jpg", "no such file"),
+        ("detect.py", text, "--weights", trained_checkpoint): ("notes.jpg", "not an image"),
+        ("detect.py", photo, "--weights", not_a_checkpoint): ("best.pt", "checkpoint"),
+        ("detect.py", photo): ("no --weights given",),  # and no runs/train in this folder
+        ("detect.py", photo, "--weights", trained_checkpoint, "--device", "cuda:7"): ("cuda:7",),
+    }
+    for proc, fragments in zip(run_tools_concurrently(list(cases), cwd=tmp_path), cases.values()):
+        assert_one_line_error(proc, *fragments)
 
 
 class _Payload:

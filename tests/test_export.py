@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_detect import IMGSZ, TRAIN_STEMS, assert_one_line_error, make_trained_checkpoint, run_tool
+from test_detect import IMGSZ, TRAIN_STEMS, assert_one_line_error, make_trained_checkpoint, run_tool, run_tools_concurrently
 
 PHOTO_STEMS = TRAIN_STEMS + ["000000000086"]  # + the grayscale one
 
@@ -68,12 +68,15 @@ def test_onnx_detections_equal_checkpoint_detections(trained_checkpoint, exporte
 
 def test_onnx_bad_inputs_fail_with_one_line(exported_onnx, coco128, tmp_path):
     photo = coco128 / "images" / "train2017" / "000000000009.jpg"
-    proc = run_tool("detect.py", photo, "--weights", exported_onnx[0], "--imgsz", "320", cwd=tmp_path)
-    assert_one_line_error(proc, f"fixed {IMGSZ}x{IMGSZ} input", "--dynamic")
     garbage = tmp_path / "model.onnx"
     garbage.write_bytes(os.urandom(4096))
-    assert_one_line_error(run_tool("detect.py", photo, "--weights", garbage, cwd=tmp_path), "model.onnx", "not a loadable ONNX model")
-    assert_one_line_error(run_tool("export.py", "--weights", tmp_path / "nothing.pt", cwd=tmp_path), "nothing.pt")
+    cases = {
+        ("detect.py", photo, "--weights", exported_onnx[0], "--imgsz", "320"): (f"fixed {IMGSZ}x{IMGSZ} input", "--dynamic"),
+        ("detect.py", photo, "--weights", garbage): ("model.onnx", "not a loadable ONNX model"),
+        ("export.py", "--weights", tmp_path / "nothing.pt"): ("nothing.pt", "no such checkpoint file"),
+    }
+    for proc, fragments in zip(run_tools_concurrently(list(cases), cwd=tmp_path), cases.values()):
+        assert_one_line_error(proc, *fragments)
 
 
 @pytest.mark.slow

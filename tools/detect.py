@@ -2,7 +2,7 @@
 
     python tools/detect.py photo.jpg                                  # newest runs/train/*/*/weights/best.pt
     python tools/detect.py "my photos/" "shots/*.png" clip.mp4 --weights best.onnx --conf 0.3
-    python tools/detect.py images/ --classes person car --no-save     # predictions.json only
+    python tools/detect.py images/ --classes person,car --no-save     # predictions.json only
 
 Writes annotated images (videos as .mp4) and predictions.json to runs/detect/<n> (or --out).
 """
@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from _common import run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from ghostdet.inference.predictor import parse_imgsz
 
 
 
@@ -21,10 +22,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", help="a .pt checkpoint or an exported .onnx; default: the newest runs/train/*/*/weights/best.pt")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
-    p.add_argument("--imgsz", type=int, nargs="+", help="inference size: one value or height width; "
+    p.add_argument("--imgsz", type=parse_imgsz, help="inference size: 640, or height,width (e.g. 480,640); "
                    "default: the training size (.pt) or the exported size (.onnx)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or N (default cpu)")
-    p.add_argument("--classes", nargs="+", help="keep only these classes (indices or names)")
+    p.add_argument("--classes", action="append", help="keep only these classes: indices or names, comma-separated "
+                   "(--classes 0,2 or --classes person,car; may be repeated)")
     p.add_argument("--max-det", type=int, default=300, help="most detections per image (default 300)")
     p.add_argument("--out", help="output folder (default: runs/detect/<n>, a new one per run)")
     p.add_argument("--no-save", action="store_true", help="do not write annotated images/videos")
@@ -51,12 +53,14 @@ def main(argv=None) -> None:
         raise ConfigError(f"--conf {args.conf} / --iou {args.iou}: both must be between 0 and 1")
     if args.max_det < 1:
         raise ConfigError(f"--max-det {args.max_det}: must be >= 1")
+    classes = [c.strip() for item in args.classes or [] for c in item.split(",") if c.strip()] or None
     files = collect_sources(args.source)  # fail on a missing path before the model is loaded
     weights = Path(args.weights) if args.weights else find_latest_weights()
     detector = Detector.from_file(weights, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-                                  max_det=args.max_det, classes=args.classes)
+                                  max_det=args.max_det, classes=classes)
     if not args.imgsz:
         print(f"using {weights} at {detector.imgsz[0]}x{detector.imgsz[1]}")
+    detector.warmup()  # lazy initialisation would otherwise be billed to the first image's time
     out = Path(args.out) if args.out else increment_dir("runs/detect")
     images = sum(not f.is_video for f in files)
     videos = len(files) - images

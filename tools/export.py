@@ -10,7 +10,8 @@ import argparse
 import logging
 import sys
 
-from _common import run_tool, setup_logging
+from _common import run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from ghostdet.inference.predictor import parse_imgsz
 
 from ghostdet.utils.errors import CheckpointError, ConfigError
 
@@ -23,7 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Export a ghostdet checkpoint to ONNX or TorchScript and verify the file.")
     p.add_argument("--weights", help="checkpoint (.pt) to export; default: the newest runs/train/*/*/weights/best.pt")
     p.add_argument("--format", choices=sorted(SUFFIXES), default="onnx")
-    p.add_argument("--imgsz", type=int, nargs="+", help="input size: one value (square) or height width; "
+    p.add_argument("--imgsz", type=parse_imgsz, help="input size: 640, or height,width (e.g. 480,640); "
                    "default: the training size stored in the checkpoint")
     p.add_argument("--out", help="output file (default: next to the weights, e.g. best.onnx)")
     p.add_argument("--dynamic", action="store_true", help="ONNX: free batch, height and width axes")

@@ -74,6 +74,19 @@ def normalize_imgsz(imgsz: int | Sequence[int], stride: int = STRIDE) -> tuple[i
     return rounded  # type: ignore[return-value]
 
 
+def parse_imgsz(text: str) -> tuple[int, int] | int:
+    """Command-line size: ``640``, ``480,640`` or ``480x640`` (height, width)."""
+    import argparse
+
+    try:
+        values = [int(v) for v in str(text).lower().replace("x", ",").split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a size like 640, or height,width like 480,640")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
 class TorchBackend:
     """A PyTorch Ghost-YOLO: decoded boxes and scores for a batch of letterboxed 0-1 RGB images."""
 
@@ -214,9 +227,10 @@ class Detector:
             raise CheckpointError(f"{path}: not a loadable ONNX model ({first[:200]}); export one with tools/export.py") from None
         backend = OnnxBackend(session, path)
         meta = _onnx_metadata(session)
-        if imgsz is not None and backend.fixed_imgsz is not None and normalize_imgsz(imgsz) != tuple(backend.fixed_imgsz):
+        imgsz = normalize_imgsz(imgsz) if imgsz is not None else None
+        if imgsz is not None and backend.fixed_imgsz is not None and imgsz != tuple(backend.fixed_imgsz):
             fh, fw = backend.fixed_imgsz
-            want = normalize_imgsz(imgsz)
+            want = imgsz
             raise ConfigError(
                 f"{path}: exported for a fixed {fh}x{fw} input, but imgsz {want[0]}x{want[1]} was asked; "
                 f"drop --imgsz (uses {fh}x{fw}) or re-export with --imgsz {want[0]} or --dynamic"
@@ -236,8 +250,12 @@ class Detector:
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "cpu", imgsz: int | Sequence[int] | None = None, **kwargs) -> "Detector":
         """``from_onnx`` for ``.onnx`` files, ``from_checkpoint`` otherwise."""
-        if Path(path).suffix.lower() == ".onnx":
+        suffix = Path(path).suffix.lower()
+        if suffix == ".onnx":
             return cls.from_onnx(path, imgsz=imgsz, device=device, **kwargs)
+        if suffix == ".torchscript":
+            raise ConfigError(f"{path}: TorchScript files are for deployment without ghostdet (libtorch); "
+                              "pass the .pt checkpoint or an .onnx export")
         return cls.from_checkpoint(path, device=device, imgsz=imgsz, **kwargs)
 
     # ------------------------------------------------------------------ inference

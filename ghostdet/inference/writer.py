@@ -115,7 +115,8 @@ class DetectionWriter:
             return None
         path = self.out_dir / "predictions.json"
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.records, indent=1))
+        # one image per line: compact for thousands of images, still readable and greppable
+        tmp.write_text("[\n" + ",\n".join(json.dumps(r) for r in self.records) + "\n]\n")
         os.replace(tmp, path)
         return path
 
