@@ -87,14 +87,8 @@ def main() -> None:
         onnx_path = export_onnx(model, tmp / "model.onnx", args.imgsz, names=meta["names"], category_ids=meta.get("category_ids"))
         detectors = {
             "PyTorch (fused, eager)": Detector.from_checkpoint(weights, imgsz=args.imgsz, conf=args.conf),
-            "ONNX Runtime (CPU EP)": Detector.from_onnx(onnx_path, conf=args.conf),
+            "ONNX Runtime (CPU EP)": Detector.from_onnx(onnx_path, conf=args.conf, threads=args.threads or None),
         }
-        if args.threads:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = args.threads
-            detectors["ONNX Runtime (CPU EP)"].backend.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"{len(files)} images from {args.source}, imgsz {args.imgsz}, conf {args.conf}, weights "
               f"{weights.name if args.weights else 'random init (configs/model/ghost_yolo.yaml)'}; torch {torch.__version__}, "

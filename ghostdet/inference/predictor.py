@@ -126,7 +126,7 @@ class OnnxBackend:
         if len(outputs) != 2:
             raise CheckpointError(
                 f"{path}: has {len(outputs)} outputs ({', '.join(o.name for o in outputs)}); expected decoded boxes and scores "
-                "(export with tools/export.py without --nms to use it here)"
+                "(an ONNX file from tools/export.py)"
             )
         self.output_names = [o.name for o in outputs]
 
@@ -198,12 +198,13 @@ class Detector:
         return cls(TorchBackend(model, dev), names or _default_names(model), **kwargs)
 
     @classmethod
-    def from_onnx(cls, path: str | os.PathLike, imgsz: int | Sequence[int] | None = None, device: str = "cpu", **kwargs) -> "Detector":
+    def from_onnx(cls, path: str | os.PathLike, imgsz: int | Sequence[int] | None = None, device: str = "cpu",
+                  threads: int | None = None, **kwargs) -> "Detector":
         """Load an ONNX model exported by ``tools/export.py`` and run it with ONNX Runtime.
 
         A model exported with a fixed input size runs at that size: asking for another ``imgsz`` raises
         ConfigError (re-export with ``--dynamic`` or with the size you want). Class names come from the
-        file's metadata.
+        file's metadata. ``threads`` sets ONNX Runtime's intra-op threads (default: its own choice).
         """
         try:
             import onnxruntime as ort
@@ -220,6 +221,8 @@ class Detector:
             providers = [("CUDAExecutionProvider", {"device_id": int(index) if index.isdigit() else 0}), "CPUExecutionProvider"]
         options = ort.SessionOptions()
         options.log_severity_level = 3  # ORT's own warnings go to stderr unformatted; keep the console clean
+        if threads:
+            options.intra_op_num_threads = int(threads)
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...) for bad files
