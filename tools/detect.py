@@ -79,7 +79,8 @@ def main(argv=None) -> None:
     if n_done == 0:
         raise ConfigError("no image could be read from the given sources (see the warnings above)")
     per = {k: v / n_done for k, v in totals.items()}
-    print(f"{n_done} image(s){f' from {videos} video(s)' if videos else ''}: {per['preprocess']:.1f} ms preprocess, "
+    what = f"{n_done} images and video frames" if videos else f"{n_done} image(s)"
+    print(f"{what}: {per['preprocess']:.1f} ms preprocess, "
           f"{per['inference']:.1f} ms inference, {per['postprocess']:.1f} ms postprocess per image at "
           f"{detector.imgsz[0]}x{detector.imgsz[1]} ({detector.backend.kind})")
     saved = [] if args.no_save else ["annotated images" + (" and videos" if videos else "")]
