@@ -15,7 +15,20 @@ from ghostdet.utils.errors import GhostdetError  # noqa: E402
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+    """Console logging for a tool: plain messages on stderr.
+
+    Only our own console handler is replaced (the tool configs set ``hydra/job_logging: none``), so handlers
+    that others installed on the root logger, such as pytest's log capture, stay in place.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "ghostdet_console", False):
+            root.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.ghostdet_console = True
+    console.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(console)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def run_tool(main):
