@@ -139,7 +139,7 @@ def test_rng_state_roundtrip_loads_weights_only(tmp_path):
 def test_device_errors():
     assert select_device("cpu") == torch.device("cpu")
     assert select_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(ConfigError, match="expected auto, cpu, cuda or cuda:N"):
+    with pytest.raises(ConfigError, match="expected auto, cpu, cuda, cuda:N"):
         select_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):

@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from ghostdet.data import build_dataloader, build_dataset
-    from ghostdet.engine.runtime import select_device
+    from ghostdet.utils.device import select_device
     from ghostdet.eval import evaluate_model, format_summary, load_coco_gt, per_class_table, save_eval_outputs
     from ghostdet.utils.benchmark import set_threads
     from ghostdet.utils.checkpoint import build_model_from_checkpoint

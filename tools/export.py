@@ -47,14 +47,15 @@ def main(argv=None) -> None:
     from ghostdet.export import check_image, export_onnx, export_torchscript, prepare_for_export, verify_export
     from ghostdet.export.onnx import DEFAULT_OPSET
     from ghostdet.export.verify import file_size_mb
-    from ghostdet.inference.predictor import normalize_imgsz, resolve_device
+    from ghostdet.inference.predictor import normalize_imgsz
     from ghostdet.inference.writer import find_latest_weights
     from ghostdet.utils.checkpoint import build_model_from_checkpoint
+    from ghostdet.utils.device import select_device
 
     weights = Path(args.weights) if args.weights else find_latest_weights()
     if weights.suffix.lower() in (".onnx", ".torchscript"):
         raise CheckpointError(f"{weights}: already an exported model; pass the .pt checkpoint it came from")
-    device = resolve_device(args.device)
+    device = select_device(args.device)
     if args.batch < 1:
         raise ConfigError(f"--batch {args.batch}: must be >= 1")
     model, meta = build_model_from_checkpoint(weights, map_location=device)

@@ -8,41 +8,9 @@ import random
 import numpy as np
 import torch
 
-from ghostdet.utils.errors import ConfigError
+from ghostdet.utils.device import select_device  # noqa: F401 (re-exported: ghostdet.engine.select_device)
 
 log = logging.getLogger(__name__)
-
-
-def select_device(spec: str | None = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-
-    Under torchrun, ``auto``/``cuda`` give each process its own GPU (``cuda:LOCAL_RANK``).
-    """
-    s = str(spec if spec is not None else "auto").strip().lower()
-    if s == "auto":
-        s = "cuda" if torch.cuda.is_available() else "cpu"
-    if s == "cpu":
-        return torch.device("cpu")
-    if s == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ConfigError("device=mps: MPS is not available on this machine; use device=cpu or device=auto")
-        return torch.device("mps")
-    if s == "cuda" or s.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device={spec}: CUDA is not available (torch {torch.__version__}, "
-                f"built for CUDA {torch.version.cuda or 'none'}); use device=cpu or device=auto"
-            )
-        index = local_rank
-        if ":" in s:
-            try:
-                index = int(s.split(":", 1)[1])
-            except ValueError:
-                raise ConfigError(f"device={spec}: expected auto, cpu, cuda or cuda:N with N a GPU index") from None
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"device={spec}: there are only {torch.cuda.device_count()} CUDA device(s); use cuda:0..cuda:{torch.cuda.device_count() - 1}")
-        return torch.device("cuda", index)
-    raise ConfigError(f"device={spec}: expected auto, cpu, cuda or cuda:N")
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

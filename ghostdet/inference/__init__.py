@@ -1,5 +1,5 @@
 """Inference: the ``Detector`` predictor (from a checkpoint or an ONNX file), sources, drawing, detect outputs."""
-from ghostdet.inference.predictor import Detector, resolve_device
+from ghostdet.inference.predictor import Detector
 from ghostdet.inference.results import Detections
 
-__all__ = ["Detector", "Detections", "resolve_device"]
+__all__ = ["Detector", "Detections"]
