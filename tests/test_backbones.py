@@ -16,13 +16,7 @@ from ghostdet.utils.flops import count_params, count_params_macs, gflops
 timm = pytest.importorskip("timm")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These forward passes are small: one thread is faster than oversubscribed ones on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 # (class, width, timm name, published params M, published MACs M, measured params, measured MACs at 224).
 # Measured figures equal timm's models built from the authors' code (checked in test_timm_equivalence).

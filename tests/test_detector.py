@@ -47,14 +47,7 @@ def randomize_batchnorm(model: nn.Module):
             m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    # On a CPU shared with other processes (CI runners, parallel jobs) these small models run far faster
-    # on one thread than on oversubscribed ones; restore the caller's setting afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---------------------------------------------------------------- shapes / decode

@@ -36,13 +36,7 @@ MEASURED = {
 PUBLISHED = {"032": (10.5, 1.8), "040": (15.7, 2.2), "080": (24.6, 4.2), "160": (32.4, 9.0)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These forward passes are small: one thread is faster than oversubscribed ones on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def official_state_shapes(variant: str, num_classes: int = 1000) -> dict[str, tuple]:

@@ -12,13 +12,7 @@ from ghostdet.models.loss import DetectionLoss, TaskAlignedAssigner, pad_targets
 from ghostdet.utils.errors import DataError
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    # small tensors on a shared CPU: one thread avoids oversubscription stalls; restored afterwards
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class TinyBackbone(nn.Module):
