@@ -27,6 +27,18 @@ LOGGER = logging.getLogger(__name__)
 BACKENDS = ("pycocotools", "faster-coco-eval")
 
 
+def _read_json(path: str | os.PathLike, if_missing: str, what_expected: str) -> Any:
+    """Parsed JSON of ``path``; a DataError naming the file when it is missing or not valid JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {if_missing}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e}); {what_expected}") from None
+
+
 def load_coco_gt(gt: Any):
     """A ``pycocotools.coco.COCO`` from a json path, a COCO object (returned as is) or a dataset dict."""
     from pycocotools.coco import COCO
@@ -37,15 +49,9 @@ def load_coco_gt(gt: Any):
         dataset = gt
         where = "ground-truth dict"
     elif isinstance(gt, (str, os.PathLike)):
-        path = Path(gt)
-        if not path.is_file():
-            raise DataError(f"{path}: no such COCO annotation file; pass the instances_*.json of the split to evaluate")
-        try:
-            with open(path, encoding="utf-8") as f:
-                dataset = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: not valid JSON ({e}); is it a COCO instances json?") from None
-        where = str(path)
+        dataset = _read_json(gt, "no such COCO annotation file; pass the instances_*.json of the split to evaluate",
+                             "is it a COCO instances json?")
+        where = str(gt)
     else:
         raise ConfigError(f"ground truth must be a COCO json path, a dict or a pycocotools COCO object, got {type(gt).__name__}")
     if not isinstance(dataset, dict) or not all(k in dataset for k in ("images", "annotations", "categories")):
@@ -60,13 +66,8 @@ def load_coco_gt(gt: Any):
 def _load_results(dets: Any) -> list[dict]:
     if isinstance(dets, (str, os.PathLike)):
         path = Path(dets)
-        if not path.is_file():
-            raise DataError(f"{path}: no such detections file; pass a COCO results json ([{{image_id, category_id, bbox, score}}, ...])")
-        try:
-            with open(path, encoding="utf-8") as f:
-                dets = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: not valid JSON ({e}); expected a COCO results list") from None
+        dets = _read_json(path, "no such detections file; pass a COCO results json ([{image_id, category_id, bbox, score}, ...])",
+                          "expected a COCO results list")
         if not isinstance(dets, list):
             raise DataError(f"{path}: expected a JSON list of COCO results, got {type(dets).__name__}")
     if not isinstance(dets, (list, tuple)):
