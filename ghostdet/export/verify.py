@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +16,8 @@ import cv2
 import numpy as np
 import torch
 from torchvision.ops import box_iou
+
+from ghostdet.utils.benchmark import measure_latency
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,8 @@ def verify_export(prepared: torch.nn.Module, path: str | os.PathLike, fmt: str, 
         ref_boxes, ref_scores = prepared.decode(prepared(torch.from_numpy(batch).to(param.device, param.dtype)))
     ref_boxes, ref_scores = ref_boxes.float().cpu(), ref_scores.float().cpu()
     run = _runner(path, fmt, param.dtype, param.device)
-    out_boxes, out_scores = run(batch)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run(batch)
-        times.append(time.perf_counter() - started)
+    out_boxes, out_scores = run(batch)  # also the warm-up of the timing below
+    latency_ms = measure_latency(lambda: run(batch), warmup=0, repeats=runs)["median"]
     box_diff = float((ref_boxes - out_boxes).abs().max())
     score_diff = float((ref_scores - out_scores).abs().max())
     hw = tuple(batch.shape[-2:])
@@ -120,7 +117,7 @@ def verify_export(prepared: torch.nn.Module, path: str | os.PathLike, fmt: str, 
         problems.append(f"{n_got} detections instead of {n_ref}")
     if n_ref and det_diff > box_tol:
         problems.append(f"matched detection boxes differ by up to {det_diff:.3g} px")
-    return ExportCheck(description, box_diff, score_diff, n_ref, n_got, det_diff, float(np.median(times) * 1e3), not problems, problems)
+    return ExportCheck(description, box_diff, score_diff, n_ref, n_got, det_diff, latency_ms, not problems, problems)
 
 
 def _runner(path, fmt: str, dtype: torch.dtype, device: torch.device):
