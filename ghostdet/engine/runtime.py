@@ -8,7 +8,6 @@ import random
 import numpy as np
 import torch
 
-from ghostdet.utils.device import select_device  # noqa: F401 (re-exported: ghostdet.engine.select_device)
 
 log = logging.getLogger(__name__)
 

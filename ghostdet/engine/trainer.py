@@ -18,8 +18,9 @@ from ghostdet.engine import distributed as dist_utils
 from ghostdet.engine.callbacks import LOSS_KEYS, RunLogger, summary_table
 from ghostdet.engine.ema import ModelEMA, unwrap_model
 from ghostdet.engine.optim import OPTIMIZERS, SCHEDULES, WarmupDecayLR, build_optimizer
-from ghostdet.engine.runtime import rng_state, seed_everything, select_device, set_rng_state
-from ghostdet.utils.checkpoint import load_checkpoint, save_checkpoint
+from ghostdet.engine.runtime import rng_state, seed_everything, set_rng_state
+from ghostdet.utils.checkpoint import load_checkpoint, newest_checkpoint, save_checkpoint
+from ghostdet.utils.device import select_device
 from ghostdet.utils.errors import CheckpointError, ConfigError, GhostdetError
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,10 @@ class TrainingError(GhostdetError):
 def find_resume_checkpoint(resume: Any, runs_root: str | Path = "runs/train") -> Path:
     """``resume=true`` → the newest ``<runs_root>/**/weights/last.pt``; a path → that file (or ``<dir>/weights/last.pt``)."""
     if resume is True or str(resume).lower() == "true":
-        candidates = sorted(Path(runs_root).glob("**/weights/last.pt"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
+        newest = newest_checkpoint(runs_root, "last.pt")
+        if newest is None:
             raise CheckpointError(f"resume=true: no {runs_root}/**/weights/last.pt found; pass resume=PATH/TO/last.pt")
-        return candidates[-1]
+        return newest
     path = Path(str(resume))
     if path.is_dir():
         path = path / "weights" / "last.pt" if (path / "weights" / "last.pt").is_file() else path / "last.pt"

@@ -12,6 +12,7 @@ import numpy as np
 from ghostdet.inference.draw import draw_detections
 from ghostdet.inference.results import Detections
 from ghostdet.inference.sources import Frame, video_fps
+from ghostdet.utils.checkpoint import newest_checkpoint
 from ghostdet.utils.errors import CheckpointError, DataError
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,13 @@ def increment_dir(base: str | os.PathLike = "runs/detect") -> Path:
 
 def find_latest_weights(root: str | os.PathLike = "runs/train") -> Path:
     """The most recently written ``weights/best.pt`` under ``root`` (the trainer's run folders)."""
-    root = Path(root)
-    candidates = list(root.glob("**/weights/best.pt")) if root.is_dir() else []
-    if not candidates:
+    newest = newest_checkpoint(root, "best.pt")
+    if newest is None:
         raise CheckpointError(
             f"no --weights given and no {root}/*/*/weights/best.pt found; train a model first (python tools/train.py) "
             "or pass --weights FILE (.pt or .onnx)"
         )
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+    return newest
 
 
 class DetectionWriter:

@@ -69,6 +69,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg}); is the file complete and a .pt/.pth file?") from None
 
 
+def newest_checkpoint(root: str | os.PathLike, name: str) -> Path | None:
+    """The most recently written ``<root>/**/weights/<name>`` (a trainer run's ``best.pt`` or ``last.pt``), or None."""
+    root = Path(root)
+    candidates = list(root.glob(f"**/weights/{name}")) if root.is_dir() else []
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
 def model_state(ckpt: dict) -> dict:
     """The weights to deploy from a trainer checkpoint: the EMA weights when present, else the raw model."""
     if not isinstance(ckpt, dict):
