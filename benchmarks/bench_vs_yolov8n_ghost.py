@@ -6,8 +6,11 @@ them), so ultralytics must be importable — it is not a ghostdet dependency:
     pip install --no-deps --target /tmp/ul ultralytics && PYTHONPATH=/tmp/ul python benchmarks/bench_vs_yolov8n_ghost.py
 
 Every model is timed in its deploy form (ghostdet: re-parameterized + BN folded; ultralytics: ``fuse()``), batch 1,
-forward + box decoding (no NMS), PyTorch eager (NCHW and channels_last) and ONNX Runtime, median of ``--repeats`` after ``--warmup``.
-Prints a Markdown table with the ratio of each model's latency to YOLOv8n-ghost's.
+forward + box decoding for both (ghostdet: ``decode``, ultralytics: its ``export`` head; no NMS), in PyTorch eager
+(NCHW and channels_last) and ONNX Runtime. Timings are interleaved (``ghostdet.utils.benchmark.compare_latency``):
+each of ``--rounds`` rounds times every model in turn (median of ``--repeats`` after ``--warmup``), so drift in the
+machine's speed hits all models alike; the table gives the median over rounds and the median per-round ratio
+to YOLOv8n-ghost. ``--threads 1,2`` repeats the whole table per thread count.
 """
 from __future__ import annotations
 
@@ -22,8 +25,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ghostdet.utils.benchmark import measure_latency, set_threads  # noqa: E402
+from ghostdet.utils.benchmark import compare_latency, set_threads  # noqa: E402
 from ghostdet.utils.flops import count_params_macs  # noqa: E402
+
+
+BASELINE = "YOLOv8n-ghost (ultralytics)"
 
 
 def ghostdet_model(name: str) -> torch.nn.Module:
@@ -34,7 +40,9 @@ def ghostdet_model(name: str) -> torch.nn.Module:
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={name}"])
-    return prepare_for_export(instantiate(cfg.model, num_classes=80).eval())
+    from ghostdet.export.onnx import DecodedOutputs
+
+    return DecodedOutputs(prepare_for_export(instantiate(cfg.model, num_classes=80).eval()))
 
 
 def yolov8n_ghost() -> torch.nn.Module:
@@ -47,72 +55,77 @@ def yolov8n_ghost() -> torch.nn.Module:
     return model
 
 
-def ort_latency(model: torch.nn.Module, x: torch.Tensor, threads: int, warmup: int, repeats: int) -> float | None:
+def ort_runner(model: torch.nn.Module, x: torch.Tensor, threads: int, tmp: Path):
+    """A callable running ``model`` exported to ONNX in an ONNX Runtime CPU session, or None without onnxruntime."""
     try:
         import onnxruntime as ort
     except ImportError:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.onnx"
-        torch.onnx.export(model, (x,), str(path), opset_version=18, dynamo=False, input_names=["images"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        feed = {sess.get_inputs()[0].name: x.numpy()}
-        return measure_latency(lambda: sess.run(None, feed), warmup, repeats)["median"]
+    path = tmp / f"m{len(list(tmp.iterdir()))}.onnx"
+    torch.onnx.export(model, (x,), str(path), opset_version=18, dynamo=False, input_names=["images"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.numpy()}
+    return lambda: sess.run(None, feed)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="ghost_yolo,repghost_yolo,ghostv2_yolo,gghost_yolo")
     p.add_argument("--sizes", default="640,320")
-    p.add_argument("--threads", type=int, default=0, help="0 = every CPU this process may use")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--threads", default="2", help="comma-separated thread counts; 0 = every CPU this process may use")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--no-onnx", action="store_true")
     args = p.parse_args()
-    threads = set_threads(args.threads or None)
 
     models = {}
     try:
-        models["YOLOv8n-ghost (ultralytics)"] = yolov8n_ghost()
+        models[BASELINE] = yolov8n_ghost()
     except ImportError:
         print("ultralytics is not importable: no baseline (see the docstring)", file=sys.stderr)
     for name in args.models.split(","):
         models[name] = ghostdet_model(name)
+    baseline = BASELINE if BASELINE in models else None
 
-    print(f"threads {threads}, torch {torch.__version__}, batch 1, median of {args.repeats} after {args.warmup} warm-up; "
-          "eager = NCHW, NHWC = channels_last model and input")
-    print("| model | size | params (M) | GFLOPs | PyTorch NCHW (ms) | PyTorch NHWC (ms) | ONNX Runtime (ms) "
-          "| NCHW / baseline | NHWC / baseline | ORT / baseline |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for size in (int(s) for s in args.sizes.split(",")):
-        x = torch.rand(1, 3, size, size)
-        rows = {}
-        # every model's PyTorch timings first, then every ONNX Runtime session: no runtime's threads linger
-        # while another is timed
-        for name, model in models.items():
-            params, macs = count_params_macs(model, (1, 3, size, size))
-            model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    print(f"torch {torch.__version__}, batch 1, {args.rounds} interleaved rounds x median of {args.repeats} after "
+          f"{args.warmup} warm-up; NCHW = eager, NHWC = channels_last model and input; ratio = median per-round "
+          "latency / YOLOv8n-ghost's")
+    print("| model | size | threads | params (M) | GFLOPs | PyTorch NCHW (ms) | PyTorch NHWC (ms) | ONNX Runtime (ms) "
+          "| NCHW ratio | NHWC ratio | ORT ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for threads in (set_threads(int(t) or None) for t in args.threads.split(",")):
+        for size in (int(s) for s in args.sizes.split(",")):
+            x = torch.rand(1, 3, size, size)
             x_cl = x.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode():
-                nchw = measure_latency(lambda: model(x), args.warmup, args.repeats)["median"]
-                nhwc = measure_latency(lambda: model_cl(x_cl), args.warmup, args.repeats)["median"]
-            rows[name] = [params, macs, nchw, nhwc, None]
-        if not args.no_onnx:
+            tmp = tempfile.TemporaryDirectory()
+            runners = {}
+            if not args.no_onnx:  # exported before any timing: ultralytics caches inference-mode anchors
+                with torch.no_grad():
+                    runners = {name: ort_runner(model, x, threads, Path(tmp.name)) for name, model in models.items()}
+            eager, nhwc = {}, {}
             for name, model in models.items():
-                rows[name][4] = ort_latency(model, x, threads, args.warmup, args.repeats)
-        base = next((r for n, r in rows.items() if n.startswith("YOLOv8n-ghost")), None)
-
-        def cell(v, b):
-            return f"{v / b:.2f}" if v and b else "-"
-
-        for name, (params, macs, nchw, nhwc, onnx_ms) in rows.items():
-            ort_cell = f"{onnx_ms:.1f}" if onnx_ms else "-"
-            ratios = [cell(v, base[i] if base else None) for i, v in ((2, nchw), (3, nhwc), (4, onnx_ms))]
-            print(f"| {name} | {size} | {params / 1e6:.2f} | {2 * macs / 1e9:.2f} | {nchw:.1f} | {nhwc:.1f} | {ort_cell} "
-                  f"| {' | '.join(ratios)} |", flush=True)
+                model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+                eager[name] = lambda m=model: m(x)
+                nhwc[name] = lambda m=model_cl: m(x_cl)
+            # each runtime in its own interleaved phase: no ONNX Runtime threads spin while PyTorch is timed
+            with torch.inference_mode():
+                timings = [compare_latency(fns, args.rounds, args.warmup, args.repeats, baseline)
+                           for fns in (eager, nhwc)]
+            ort = {}
+            if runners and all(r is not None for r in runners.values()):
+                ort = compare_latency(runners, args.rounds, args.warmup, args.repeats, baseline)
+            tmp.cleanup()
+            timings.append(ort)
+            for name, model in models.items():
+                params, macs = count_params_macs(model, (1, 3, size, size))
+                cells = [f"{t[name]['median']:.1f}" if name in t else "-" for t in timings]
+                ratios = [f"{t[name]['ratio']:.2f}" if name in t and "ratio" in t[name] else "-" for t in timings]
+                print(f"| {name} | {size} | {threads} | {params / 1e6:.2f} | {2 * macs / 1e9:.2f} | "
+                      f"{' | '.join(cells)} | {' | '.join(ratios)} |", flush=True)
 
 
 if __name__ == "__main__":

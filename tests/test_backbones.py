@@ -254,3 +254,56 @@ def test_bn_folding_removes_every_batchnorm(build, order):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     for a, b in zip(*(t if isinstance(t, list) else [t] for t in (reference, folded))):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
+class _RecordConcats(torch.overrides.TorchFunctionMode):
+    """Records the number of elements of every ``torch.cat`` result."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.cat:
+            self.sizes.append(out.numel())
+        return out
+
+
+def test_ghostnet_deploy_form_concatenates_after_the_strided_conv():
+    """GhostNet's strided blocks in deploy form run their depthwise conv on each half of the Ghost module and
+    concatenate at the lower resolution: same outputs, and no map at the pre-stride resolution is concatenated."""
+    from ghostdet.models.backbones.ghostnet import GhostDownsample
+
+    model = _randomize_bn(GhostNet(width=1.0, features_only=True)).eval()
+    x = torch.rand(1, 3, 128, 96)
+    with torch.no_grad(), _RecordConcats() as before:
+        reference = model(x)
+    reparameterize(model)
+    assert sum(isinstance(m, GhostDownsample) for m in model.modules()) == 4  # one per stride-2 bottleneck
+    with torch.no_grad(), _RecordConcats() as after:
+        deployed = model(x)
+    for a, b in zip(reference, deployed):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    # stage 2's 48-channel concat at stride 2 (64x48 here) is the largest before, and is gone after
+    assert max(before.sizes) == 48 * 64 * 48
+    assert max(after.sizes) < max(before.sizes)
+    reparameterize(model)  # idempotent
+    assert sum(isinstance(m, GhostDownsample) for m in model.modules()) == 4
+
+
+def test_add_residual_in_place_only_without_autograd():
+    from ghostdet.models.layers import add_residual
+
+    out, shortcut = torch.rand(2, 3), torch.rand(2, 3, requires_grad=True)
+    expected = out + shortcut.detach()
+    with torch.no_grad():
+        result = add_residual(out.clone(), shortcut)
+    torch.testing.assert_close(result, expected)
+    buffer = out.clone()
+    with torch.no_grad():
+        assert add_residual(buffer, shortcut).data_ptr() == buffer.data_ptr()  # no new allocation
+    branch = out.clone().requires_grad_()
+    total = add_residual(branch * 1.0, shortcut)  # training: out of place, gradients reach both inputs
+    total.sum().backward()
+    assert torch.equal(branch.grad, torch.ones_like(out)) and torch.equal(shortcut.grad, torch.ones_like(out))

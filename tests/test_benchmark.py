@@ -9,7 +9,7 @@ import yaml
 from test_eval_tools import _tiny_model_cfg, make_checkpoint, run_tool_in_process, yolo_split  # noqa: F401 (fixture)
 
 from ghostdet.eval.benchmark import benchmark_model, onnxruntime_available
-from ghostdet.utils.benchmark import measure_latency, set_threads
+from ghostdet.utils.benchmark import compare_latency, measure_latency, set_threads
 
 
 def test_measure_latency_warms_up_then_times_repeats():
@@ -19,6 +19,18 @@ def test_measure_latency_warms_up_then_times_repeats():
     assert stats["repeats"] == 5 and stats["min"] <= stats["median"] <= stats["max"]
     with pytest.raises(ValueError):
         measure_latency(lambda: None, repeats=0)
+
+
+def test_compare_latency_interleaves_rounds_and_gives_per_round_ratios():
+    order = []
+    result = compare_latency({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                             rounds=3, warmup=1, repeats=2, baseline="a")
+    assert order == (["a"] * 3 + ["b"] * 3) * 3  # a round times each callable in turn, then the next round
+    assert len(result["a"]["rounds"]) == len(result["b"]["rounds"]) == 3
+    assert result["a"]["ratio"] == 1.0 and result["b"]["ratio"] > 0
+    slow = compare_latency({"fast": lambda: None, "slow": lambda: sum(range(20000))}, rounds=2, repeats=3,
+                           baseline="fast")
+    assert slow["slow"]["ratio"] > 1 and slow["slow"]["median"] > slow["fast"]["median"]
 
 
 def test_set_threads_is_explicit_and_reported():

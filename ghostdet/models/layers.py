@@ -22,6 +22,13 @@ def hard_sigmoid(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     return F.relu6(x + 3.0, inplace=inplace) / 6.0
 
 
+def add_residual(out: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+    """``out + shortcut``, adding in place into ``out`` (a block's freshly made output) when autograd is off:
+    one full-size allocation less per residual block, which on a CPU saves the page faults of a new
+    high-resolution map."""
+    return out + shortcut if torch.is_grad_enabled() else out.add_(shortcut)
+
+
 class ConvBNAct(nn.Module):
     """Conv2d (no bias) + BatchNorm2d + activation. ``fuse()`` folds the BN into the conv."""
 

@@ -49,3 +49,26 @@ def measure_latency(fn: Callable[[], object], warmup: int = 5, repeats: int = 20
         "max": max(times),
         "repeats": repeats,
     }
+
+
+def compare_latency(fns: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 3, repeats: int = 10,
+                    baseline: str | None = None) -> dict[str, dict]:
+    """Time several callables interleaved: every round times each of them in turn (``measure_latency``), so a
+    machine that speeds up or slows down mid-run (turbo, noisy neighbours) shifts all of them alike.
+
+    Returns per name: ``median`` (ms, median of the round medians), ``rounds`` (the round medians) and, when
+    ``baseline`` names one of them, ``ratio``: the median over rounds of this one's time / the baseline's in the
+    same round — the figure to quote when comparing models.
+    """
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    per_round: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            per_round[name].append(measure_latency(fn, warmup, repeats)["median"])
+    result = {name: {"median": statistics.median(times), "rounds": times} for name, times in per_round.items()}
+    if baseline is not None:
+        base = per_round[baseline]
+        for name, times in per_round.items():
+            result[name]["ratio"] = statistics.median(t / b for t, b in zip(times, base))
+    return result

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ghostdet.models.layers import ConvBNAct, GhostModule
+from ghostdet.models.layers import ConvBNAct, GhostModule, add_residual
 
 
 class DepthwiseSeparableConv(nn.Module):
@@ -37,7 +37,7 @@ class GhostResidual(nn.Module):
         self.ghost2 = GhostModule(hidden, channels, act=False)
 
     def forward(self, x):
-        return x + self.ghost2(self.ghost1(x))
+        return add_residual(self.ghost2(self.ghost1(x)), x)
 
 
 class GhostBlock(nn.Module):
