@@ -184,10 +184,20 @@ def test_coco_json_faults_are_named_and_dropped(tmp_path, caplog):
                    "annotation id 2: box dropped", "annotation id 3: box dropped", "annotation id 4 (good.jpg): box dropped",
                    "annotation id 5 (good.jpg): box dropped", "category id 2 defined twice", "json size 50x50 differs"):
         assert needle in log, needle
-    gt = ds.coco_gt()
+    gt = ds.coco_gt(from_json=False)  # built from the scanned records: what the scan kept
     assert sorted(gt.imgs) == [1, 4] and gt.imgs[4]["width"] == 100  # the image's real size
     assert sorted((a["category_id"], a["iscrowd"]) for a in gt.anns.values()) == [(1, 0), (2, 0), (2, 0), (2, 1)]
     assert len({a["id"] for a in gt.anns.values()}) == 4  # unique ids even though the json repeats one
+    # the default for COCO data: the json as it is over the usable images, only what COCOeval cannot take changed
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ghostdet"):
+        gt = ds.coco_gt()
+    assert sorted(gt.imgs) == [1, 4] and gt.imgs[4]["width"] == 50 and gt.imgs[1]["file_name"] == "good.jpg"
+    assert sorted((a["category_id"], a["iscrowd"]) for a in gt.anns.values()) == [(1, 0), (1, 0), (2, 0), (2, 0), (2, 1), (42, 0)]
+    assert len(gt.getAnnIds()) == len(gt.anns) == 6  # repeated id renumbered; the "oops" bbox left out
+    assert sorted(gt.getCatIds()) == [1, 2] and gt.cats[2]["name"] == "b"
+    assert gt.anns[6]["area"] == 999 and {a["area"] for a in gt.anns.values() if a["id"] == 5} == {0}
+    assert "malformed bbox 1, no area 4, new id 1" in caplog.text
 
 
 @pytest.mark.parametrize("content, match", [

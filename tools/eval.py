@@ -47,7 +47,11 @@ def main(cfg: DictConfig) -> None:
         LOGGER.warning("the model's classes differ from the data's (%s... vs %s...): class i of the model is scored "
                        "as class i of the data", meta["names"][:3], list(dataset.names)[:3])
     loader = build_dataloader(dataset, batch_size=cfg.batch, workers=cfg.workers, shuffle=False)
-    coco_gt = load_coco_gt(cfg.gt) if cfg.gt else dataset.coco_gt()
+    if cfg.gt:  # an explicit annotation file wins over the dataset's own ground truth
+        LOGGER.info("evaluation ground truth: gt=%s", cfg.gt)
+        coco_gt = load_coco_gt(cfg.gt)
+    else:  # COCO data: its json as it is (the official protocol); YOLO/shapes: built from the scan
+        coco_gt = dataset.coco_gt()
 
     for name in ("ghostdet.eval.coco_evaluator", "ghostdet.eval.loop"):  # summary and speed are printed below
         logging.getLogger(name).setLevel(logging.WARNING)

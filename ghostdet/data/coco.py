@@ -5,10 +5,11 @@ import json
 import logging
 import os
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
-from ghostdet.data.image_io import exif_upright_boxes
+from ghostdet.data.image_io import exif_upright_boxes, probe_image
 from ghostdet.data.scan import (ImageRecord, ScanReport, clean_boxes, files_fingerprint, finish_report, load_cache,
                                 probe_images, resolve_root, save_cache, split_path)
 from ghostdet.utils.errors import ConfigError, DataError
@@ -23,16 +24,8 @@ def scan_coco(cfg: dict, split: str, use_cache: bool = True):
     root = resolve_root(cfg, layout)
     ann_file = split_path(cfg, root, ann_key, layout, is_file=True)
     images_dir = split_path(cfg, root, img_key, layout)
-    try:
-        with open(ann_file, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"cannot read COCO json {ann_file}: {' '.join(str(e).split())}; fix or regenerate it") from None
-    if not (isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("categories"), list)):
-        raise DataError(f"{ann_file} is not a COCO instances json (needs 'images', 'annotations', 'categories' lists)")
-    annotations = data.get("annotations") or []
-    if not isinstance(annotations, list):
-        raise DataError(f"{ann_file}: 'annotations' must be a list")
+    data = _read_coco_json(ann_file)
+    annotations = data["annotations"]
 
     report = ScanReport(split, str(ann_file))
     names, category_ids = _coco_categories(data["categories"], ann_file, report)
@@ -75,6 +68,112 @@ def scan_coco(cfg: dict, split: str, use_cache: bool = True):
     if use_cache:
         save_cache(cache_file, fingerprint, records, report)
     return records, report, names, category_ids
+
+
+def _read_coco_json(ann_file: Path) -> dict:
+    """The parsed instances json (``annotations`` defaulting to ``[]``); a one-line DataError when it is not one."""
+    try:
+        with open(ann_file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"cannot read COCO json {ann_file}: {' '.join(str(e).split())}; fix or regenerate it") from None
+    if not (isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("categories"), list)):
+        raise DataError(f"{ann_file} is not a COCO instances json (needs 'images', 'annotations', 'categories' lists)")
+    data["annotations"] = data.get("annotations") or []
+    if not isinstance(data["annotations"], list):
+        raise DataError(f"{ann_file}: 'annotations' must be a list")
+    return data
+
+
+def json_ground_truth(ann_file: str | Path, records: list[ImageRecord], names: list[str],
+                      category_ids: list[int]) -> dict:
+    """The split's COCO json as it is, restricted to the images in ``records``: the official ground truth.
+
+    The kept images and annotations are the json's own entries with all their fields (original ``bbox``
+    even where it leaves the image, ``area``, ``iscrowd``, image and annotation ids), so COCOeval gives
+    what it gives on the json itself with ``imgIds`` = the evaluated images. Images the scan skipped
+    (unreadable, missing) are left out: they were never evaluated, so their objects are not misses.
+    Changed only where pycocotools could not evaluate the json as it is, each logged:
+
+    - a repeated image id keeps its first entry and a repeated category id its first (as the scan does);
+      category names are the dataset's (``data.names`` may rename them);
+    - annotations whose ``bbox`` is not 4 finite numbers are left out (COCOeval would crash on them);
+    - a missing or non-numeric ``area`` becomes w*h, a missing ``iscrowd`` 0 (COCOeval reads both);
+    - annotation ids that are missing, not positive or repeated get new unique ids (pycocotools looks
+      annotations up by id, and takes id 0 for "unmatched");
+    - on a 90°-rotated (EXIF) photo whose json size is that of the stored pixels, the boxes are mapped into
+      the upright image, as the scan does, because that is where the model's detections are.
+    """
+    ann_file = Path(ann_file)
+    data = _read_coco_json(ann_file)
+    wanted = {rec.image_id: rec for rec in records}
+    images = {}
+    for img in data["images"]:
+        image_id = img.get("id") if isinstance(img, dict) else None
+        if isinstance(image_id, int) and image_id in wanted and image_id not in images:
+            images[image_id] = img
+    missing = sorted(set(wanted) - set(images))
+    if missing:
+        raise DataError(f"{ann_file} no longer lists image id(s) {missing[:3]} of the scanned split; it changed "
+                        f"since the dataset was built: build the dataset again")
+
+    rotated = {}  # image id -> (orientation, stored (h, w)) where the json's boxes are on the stored pixels
+    for image_id, img in images.items():
+        rec = wanted[image_id]
+        json_size = (img.get("height"), img.get("width"))
+        if json_size != (rec.height, rec.width):
+            probe = probe_image(rec.file)
+            if not probe.error and json_size == probe.stored_size != (probe.height, probe.width):
+                rotated[image_id] = (probe.orientation, probe.stored_size)
+                images[image_id] = dict(img, height=rec.height, width=rec.width)
+
+    wanted_cats = set(category_ids)
+    categories, name_of = {}, dict(zip(category_ids, names))
+    for cat in data["categories"]:
+        cid = cat.get("id") if isinstance(cat, dict) else None
+        if isinstance(cid, int) and cid in wanted_cats and cid not in categories:
+            categories[cid] = dict(cat, name=name_of[cid])
+
+    annotations, fixed = [], {"malformed bbox": 0, "no area": 0, "no iscrowd": 0, "new id": 0, "rotated": 0}
+    for ann in data["annotations"]:
+        image_id = ann.get("image_id") if isinstance(ann, dict) else None
+        if not (isinstance(image_id, int) and image_id in images):
+            continue
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            fixed["malformed bbox"] += 1
+            continue
+        if not _is_number(ann.get("area")):
+            ann["area"] = float(bbox[2]) * float(bbox[3])
+            fixed["no area"] += 1
+        if "iscrowd" not in ann:
+            ann["iscrowd"] = 0
+            fixed["no iscrowd"] += 1
+        if image_id in rotated:
+            x, y, w, h = (float(v) for v in bbox)
+            box = exif_upright_boxes([x, y, x + w, y + h], *rotated[image_id])[0].tolist()
+            ann["bbox"] = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+        annotations.append(ann)
+    seen, next_id = set(), 1 + max((a["id"] for a in annotations if _is_positive_int(a.get("id"))), default=0)
+    for ann in annotations:
+        if not _is_positive_int(ann.get("id")) or ann["id"] in seen:
+            ann["id"], next_id = next_id, next_id + 1
+            fixed["new id"] += 1
+        seen.add(ann["id"])
+    changes = ", ".join(f"{what} {n}" for what, n in fixed.items() if n)
+    if changes:
+        log.warning("%s: annotations COCOeval cannot take as they are, changed for evaluation: %s", ann_file, changes)
+    if rotated:
+        log.info("%s: boxes of %d EXIF-rotated image(s) mapped onto the upright image for evaluation", ann_file, len(rotated))
+    return {"images": list(images.values()), "annotations": annotations, "categories": list(categories.values())}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _is_positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
 def _coco_categories(categories, ann_file, report):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ghostdet.data.coco import scan_coco
+from ghostdet.data.coco import json_ground_truth, scan_coco
 from ghostdet.data.image_io import read_image
 from ghostdet.data.scan import ImageRecord, ScanReport
 from ghostdet.data.transforms import TrainTransform, eval_transform
@@ -153,10 +153,32 @@ class DetectionDataset(Dataset):
         """COCO category id of a contiguous class (the class index itself when there are no ids)."""
         return self.category_ids[label] if self.category_ids is not None else int(label)
 
-    def coco_gt(self):
-        """pycocotools ``COCO`` of this split in original pixels; crowd regions included as ``iscrowd=1``."""
+    ann_file: str | None = None  # the instances json of a COCO-format split (set by build_dataset)
+
+    def coco_gt(self, from_json: bool = True):
+        """pycocotools ``COCO`` of this split in original pixels; crowd regions included as ``iscrowd=1``.
+
+        A COCO-format split (``ann_file`` set) gets its json as it is, restricted to the scanned images
+        (``coco.json_ground_truth``): the official protocol, with the json's own boxes, areas, crowd flags
+        and ids. YOLO and ``shapes`` data, or ``from_json=False``, get a ground truth built from the scanned
+        records (boxes as cleaned and clipped by the scan, class index = category id when there are no ids).
+        """
         from pycocotools.coco import COCO
 
+        gt = COCO()
+        if from_json and self.ann_file is not None:
+            gt.dataset = json_ground_truth(self.ann_file, self.records, self.names, self.category_ids)
+            log.info("evaluation ground truth: %s as it is, %d of its images (the scanned ones), %d annotations",
+                     self.ann_file, len(gt.dataset["images"]), len(gt.dataset["annotations"]))
+        else:
+            gt.dataset = self._records_ground_truth()
+            log.info("evaluation ground truth: built from the %d scanned images of %s",
+                     len(self.records), self.report.source if self.report is not None else "the dataset")
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            gt.createIndex()
+        return gt
+
+    def _records_ground_truth(self) -> dict:
         images, annotations = [], []
         for rec in self.records:
             images.append({"id": rec.image_id, "file_name": os.path.basename(rec.file), "width": rec.width,
@@ -172,11 +194,7 @@ class DetectionDataset(Dataset):
                                         "category_id": self.category_id(label), "bbox": [box[0], box[1], w, h],
                                         "area": area, "iscrowd": crowd})
         categories = [{"id": self.category_id(i), "name": name} for i, name in enumerate(self.names)]
-        gt = COCO()
-        gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            gt.createIndex()
-        return gt
+        return {"images": images, "annotations": annotations, "categories": categories}
 
 
 # ------------------------------------------------------------------------------------------------ builder
@@ -214,6 +232,8 @@ def build_dataset(data_cfg, split: str = "train", imgsz: int = 640, augment: boo
     augment = split == "train" if augment is None else augment
     dataset = DetectionDataset(records, names, category_ids, imgsz=imgsz, augment=augment, aug_cfg=aug_cfg,
                                report=report, seed=seed)
+    if fmt == "coco":  # its json is the evaluation ground truth (report.source: the json scanned)
+        dataset.ann_file = report.source
     if cfg.get("cache_images"):
         dataset.cache_in_ram()
     return dataset
