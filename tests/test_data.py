@@ -228,7 +228,7 @@ def test_unknown_augmentation_key_is_a_config_error(coco128):
 def test_loader_batches_follow_the_contract(coco128):
     ds = build_dataset(coco128_cfg(coco128), "train", imgsz=256, augment=True, aug_cfg={"mixup": 0.5})
     loader = build_dataloader(ds, batch_size=4, workers=0, shuffle=True, seed=0)
-    images, targets, metas = next(iter(loader))
+    images, targets, metas, ignore = next(iter(loader))
     assert images.shape == (4, 3, 256, 256) and images.dtype == torch.float32
     assert 0.0 <= images.min() and images.max() <= 1.0
     assert targets.shape[1] == 6 and len(targets) > 0
@@ -237,11 +237,12 @@ def test_loader_batches_follow_the_contract(coco128):
     assert (targets[:, 2:] >= 0).all() and (targets[:, 2:] <= 256).all()
     assert (targets[:, 4] > targets[:, 2]).all() and (targets[:, 5] > targets[:, 3]).all()
     assert len(metas) == 4 and {"image_id", "file", "orig_size", "ratio", "pad"} <= set(metas[0])
+    assert ignore.dtype == torch.float32 and ignore.ndim == 2 and ignore.shape[1] == 5  # crowd regions (coco128 has 10)
     # same seed, same augmented batch
     again = next(iter(build_dataloader(ds, batch_size=4, workers=0, shuffle=True, seed=0)))
     torch.testing.assert_close(again[0], images)
     val = build_dataset(coco128_cfg(coco128), "val", imgsz=256)
-    _, _, metas = collate_fn([val[0], val[1]])
+    _, _, metas, _ = collate_fn([val[0], val[1]])
     assert metas[0]["orig_size"] == (val.records[0].height, val.records[0].width) and metas[0]["ratio"] > 0
 
 
@@ -255,10 +256,10 @@ def test_close_mosaic_reaches_running_workers(tmp_path):
     def distinct_greys(images):  # a mosaic shows several images' greys; a single image one grey (+ pad)
         return [len(set((img[0] * 255).round().long().flatten().tolist()) - {114}) for img in images]
 
-    images, _, _ = next(iter(loader))
+    images, _, _, _ = next(iter(loader))
     assert max(distinct_greys(images)) > 1
     ds.set_mosaic(False)  # the worker process is already running (persistent)
-    for images, _, _ in loader:
+    for images, _, _, _ in loader:
         assert distinct_greys(images) == [1, 1, 1, 1]
 
 
@@ -367,6 +368,6 @@ def test_distributed_loader_uses_a_distributed_sampler(tmp_path):
         loader = build_dataloader(ds, batch_size=2, workers=0, shuffle=True, seed=3, distributed=True)
         assert isinstance(loader.sampler, torch.utils.data.DistributedSampler) and loader.sampler.seed == 3
         loader.sampler.set_epoch(1)
-        assert sum(len(images) for images, _, _ in loader) == 6
+        assert sum(len(images) for images, *_ in loader) == 6
     finally:
         dist.destroy_process_group()

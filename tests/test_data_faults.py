@@ -105,7 +105,7 @@ def test_broken_yolo_folder_is_scanned_reported_and_trained_on(tmp_path, caplog)
     loader = build_dataloader(ds, batch_size=4, workers=0, shuffle=True, seed=0)
     batches = 0
     for _epoch in range(3):
-        for images, targets, metas in loader:
+        for images, targets, metas, _ignore in loader:
             batches += 1
             assert images.shape[1:] == (3, 128, 128) and torch.isfinite(images).all()
             assert torch.isfinite(targets).all() and ((targets[:, 1] == 0) | (targets[:, 1] == 1)).all()

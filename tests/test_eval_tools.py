@@ -49,7 +49,7 @@ class _OracleDetector(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.num_classes = num_classes
         self.replies = []
-        for images, targets, _metas in loader:
+        for images, targets, _metas, _ignore in loader:
             per_image = []
             for i in range(len(images)):
                 t = targets[targets[:, 0] == i]

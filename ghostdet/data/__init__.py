@@ -7,7 +7,7 @@ Public API (what the trainer, eval, detect and tools call)::
     train_set = build_dataset(cfg.data, split="train", imgsz=640, augment=True, aug_cfg=cfg.augment, seed=0)
     val_set = build_dataset(cfg.data, split="val", imgsz=640, augment=False)
     train_loader = build_dataloader(train_set, batch_size=16, workers=2, shuffle=True, seed=0)
-    for images, targets, metas in train_loader: ...   # see collate_fn
+    for images, targets, metas, ignore in train_loader: ...   # see collate_fn (ignore: crowd regions)
     train_set.set_mosaic(False)                        # close-mosaic: takes effect in running workers too
 
 ``build_dataset`` raises ``DataError`` (one line naming the path and the expected layout) when the
@@ -22,7 +22,8 @@ A dataset (``DetectionDataset``) exposes:
   - ``records`` (scanned ``ImageRecord`` list: file, image_id, height, width, boxes, labels, crowd boxes),
     ``report`` (``ScanReport``), ``imgsz``, ``augment``;
   - ``dataset[i]`` → sample dict: ``image`` HxWx3 uint8 RGB (transformed), ``boxes`` float32 (N,4) xyxy
-    input pixels, ``labels`` int64 (N,), ``image_id``, ``file``, ``orig_size`` (h, w), ``ratio`` and
+    input pixels, ``labels`` int64 (N,), ``crowd_boxes`` float32 (M,4) (COCO ``iscrowd`` regions, transformed
+    like the boxes; never targets, the loss ignores them), ``image_id``, ``file``, ``orig_size`` (h, w), ``ratio`` and
     ``pad`` (left, top) of the letterbox (None for augmented training samples, whose geometry is random);
   - ``load_image(i)`` → original image (upright, RGB uint8); ``set_mosaic(enabled)``;
     ``set_random_seed(seed)`` (seeds the augmentation RNGs; the loader calls it per worker);

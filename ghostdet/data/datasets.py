@@ -22,7 +22,8 @@ from torch.utils.data import Dataset
 from ghostdet.data.coco import json_ground_truth, scan_coco
 from ghostdet.data.image_io import read_image
 from ghostdet.data.scan import ImageRecord, ScanReport
-from ghostdet.data.transforms import TrainTransform, eval_transform
+from ghostdet.data.letterbox import letterbox_boxes
+from ghostdet.data.transforms import IGNORE_LABEL, TrainTransform, eval_transform
 from ghostdet.data.yolo import scan_yolo
 from ghostdet.utils.errors import ConfigError, DataError
 
@@ -79,23 +80,31 @@ class DetectionDataset(Dataset):
         return read_image(rec.file, (rec.height, rec.width))
 
     def load_resized(self, index: int):
-        """Image resized so its long side is ``imgsz``, with its boxes/labels in those pixels."""
+        """Image resized so its long side is ``imgsz``, with its boxes/labels in those pixels.
+
+        Crowd regions (COCO ``iscrowd``) follow the objects as rows labelled ``IGNORE_LABEL`` (-1), so the
+        training augmentation moves them exactly like the boxes (``TrainTransform`` separates them again).
+        """
         rec = self.records[index]
         ratio = self.imgsz / max(rec.height, rec.width)
-        boxes = (rec.boxes * ratio).astype(np.float32)
+        boxes, labels = rec.boxes, rec.labels
+        if rec.crowd_boxes is not None and len(rec.crowd_boxes):
+            boxes = np.concatenate([boxes, rec.crowd_boxes])
+            labels = np.concatenate([labels, np.full(len(rec.crowd_boxes), IGNORE_LABEL, dtype=np.int64)])
+        boxes = (boxes * ratio).astype(np.float32)
         if self._ram is not None and self.augment:  # (an eval set caches letterboxed samples instead)
-            return self._ram[index], boxes, rec.labels
+            return self._ram[index], boxes, labels
         size = (max(1, round(rec.width * ratio)), max(1, round(rec.height * ratio)))
         # let the JPEG decoder shrink big images by 2/4/8 (never below imgsz): most of the decode cost saved
         reduce = next((f for f in (8, 4, 2) if max(rec.height, rec.width) / f >= self.imgsz), 1)
         img = self._load_or_substitute(index, reduce)
         if img is None:  # undecodable now: a plain grey image without boxes (its boxes would teach grey = object)
-            img, boxes, labels = np.full((size[1], size[0], 3), 114, np.uint8), boxes[:0], rec.labels[:0]
+            img, boxes, labels = np.full((size[1], size[0], 3), 114, np.uint8), boxes[:0], labels[:0]
             return img, boxes, labels
         if img.shape[1::-1] != size:
             shrink = img.shape[1] > 2 * size[0]
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        return img, boxes, rec.labels
+        return img, boxes, labels
 
     def _load_or_substitute(self, index: int, reduce: int = 1) -> np.ndarray | None:
         """The image, or None (with a warning naming the file) when it passed the scan but fails to decode now."""
@@ -140,13 +149,15 @@ class DetectionDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
         if self.augment:
-            img, boxes, labels = self.transform(index, use_mosaic=self.mosaic_enabled)
+            img, boxes, labels, crowd = self.transform(index, use_mosaic=self.mosaic_enabled)
             ratio = pad = None
         else:
             img, boxes, ratio, pad = self._eval_sample(index)
             labels = rec.labels
-        return {"image": img, "boxes": boxes, "labels": labels, "image_id": rec.image_id, "file": rec.file,
-                "orig_size": (rec.height, rec.width), "ratio": ratio, "pad": pad}
+            has_crowd = rec.crowd_boxes is not None and len(rec.crowd_boxes)
+            crowd = letterbox_boxes(rec.crowd_boxes, ratio, pad) if has_crowd else np.zeros((0, 4), np.float32)
+        return {"image": img, "boxes": boxes, "labels": labels, "crowd_boxes": crowd, "image_id": rec.image_id,
+                "file": rec.file, "orig_size": (rec.height, rec.width), "ratio": ratio, "pad": pad}
 
     # -- evaluation ground truth
     def category_id(self, label: int) -> int:

@@ -10,10 +10,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 
 def collate_fn(batch: list[dict]):
-    """Samples → ``(images, targets, metas)``.
+    """Samples → ``(images, targets, metas, ignore)``.
 
     images: float B×3×H×W in 0–1; targets: (N, 6) ``[batch_idx, class, x1, y1, x2, y2]`` in input pixels;
-    metas: per image ``{"image_id", "file", "orig_size": (h, w), "ratio", "pad": (left, top)}``.
+    metas: per image ``{"image_id", "file", "orig_size": (h, w), "ratio", "pad": (left, top)}``;
+    ignore: (K, 5) ``[batch_idx, x1, y1, x2, y2]`` input pixels, the crowd (``iscrowd``) regions the loss
+    ignores (the samples' ``crowd_boxes``); (0, 5) when there are none.
     """
     # one pass per image (HWC uint8 -> CHW float, /255) into the batch: several times cheaper than
     # stack -> permute -> float -> contiguous, and this runs for every batch in the workers
@@ -32,9 +34,18 @@ def collate_fn(batch: list[dict]):
             t[:, 2:] = torch.as_tensor(s["boxes"], dtype=torch.float32)
             targets.append(t)
     targets = torch.cat(targets) if targets else torch.zeros((0, 6), dtype=torch.float32)
+    ignore = []
+    for i, s in enumerate(batch):
+        crowd = s.get("crowd_boxes")
+        if crowd is not None and len(crowd):
+            r = torch.empty((len(crowd), 5), dtype=torch.float32)
+            r[:, 0] = i
+            r[:, 1:] = torch.as_tensor(crowd, dtype=torch.float32)
+            ignore.append(r)
+    ignore = torch.cat(ignore) if ignore else torch.zeros((0, 5), dtype=torch.float32)
     metas = [{"image_id": s["image_id"], "file": s["file"], "orig_size": s["orig_size"], "ratio": s["ratio"],
               "pad": s["pad"]} for s in batch]
-    return images, targets, metas
+    return images, targets, metas, ignore
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -6,6 +6,12 @@ the expensive warp is done at output size (albumentations' ``Affine`` keeps the 
 warp). Without mosaic the letterboxed image goes through the same affine. Photometric jitter, flips and
 the final box filtering are albumentations (``ColorJitter``, ``HorizontalFlip``, ``VerticalFlip``,
 ``BboxParams``). Hyper-parameter names and defaults follow ultralytics (``DEFAULT_AUG``).
+
+Crowd (``iscrowd``) regions ride through the whole pipeline as box rows labelled ``IGNORE_LABEL`` (-1), so
+they get exactly the geometry of the objects (mosaic placement, affine, mixup, flips, clipping) at no extra
+cost; they are dropped only when they become degenerate (``min_box_size`` / ``min_box_area``; not by the
+visibility or aspect filters: a cut crowd region is still a crowd region). ``TrainTransform`` returns them
+apart from the objects, as the regions the loss ignores; they never become targets.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from ghostdet.utils.errors import ConfigError
 log = logging.getLogger(__name__)
 
 PAD_VALUE = 114
+IGNORE_LABEL = -1  # label of a crowd (ignore) region inside the augmentation pipeline; never a training target
 
 DEFAULT_AUG = {
     "mosaic": 1.0,  # probability of a 4-image mosaic (the trainer turns it off for the last close_mosaic epochs)
@@ -71,6 +78,7 @@ def mosaic4(items, size: int, rng: np.random.Generator, canvas: np.ndarray | Non
     """Place 4 ``(image, boxes, labels)`` (long side ≈ ``size``) around a random centre of a 2·size canvas.
 
     Returns ``(canvas, boxes, labels)``; boxes are clipped to the canvas (each image is cut only by it).
+    Rows labelled ``IGNORE_LABEL`` (crowd regions) are placed like the others.
     ``canvas`` (2·size square uint8) is reused when given: refilling warm memory is far cheaper than a
     fresh 2·size allocation per sample.
     """
@@ -112,7 +120,8 @@ def random_affine(img, boxes, labels, out_size: int, aug: dict, rng: np.random.G
 
     Boxes follow their 4 corners (exact without rotation/shear) and are clipped; a box is dropped when
     it becomes smaller than ``min_box_size``, keeps less than ``min_visibility`` of its scaled area, or
-    is more elongated than ``max_aspect``.
+    is more elongated than ``max_aspect``. Rows labelled ``IGNORE_LABEL`` (crowd regions) are dropped only
+    when degenerate (narrower/lower than ``min_box_size`` or below ``min_box_area``).
     """
     h, w = img.shape[:2]
     centre = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1]], dtype=np.float64)
@@ -136,7 +145,17 @@ def random_affine(img, boxes, labels, out_size: int, aug: dict, rng: np.random.G
     corners = corners.reshape(-1, 4, 2)
     new = np.concatenate([corners.min(1), corners.max(1)], axis=1).clip(0, out_size).astype(np.float32)
     keep = _box_candidates(boxes * gain, new, aug)
+    crowd = labels == IGNORE_LABEL
+    if crowd.any():
+        keep = np.where(crowd, _region_candidates(new, aug), keep)
     return img, new[keep], labels[keep]
+
+
+def _region_candidates(after, aug):
+    """Crowd regions: only degenerate ones go (the same size limits albumentations' final filter applies)."""
+    w1, h1 = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
+    min_size = max(aug["min_box_size"], 1e-3)
+    return (w1 >= min_size) & (h1 >= min_size) & (w1 * h1 >= aug["min_box_area"])
 
 
 def _box_candidates(before, after, aug, eps=1e-9):
@@ -149,7 +168,7 @@ def _box_candidates(before, after, aug, eps=1e-9):
 
 
 def mixup(a, b, rng: np.random.Generator):
-    """Blend two augmented samples (ratio ~ Beta(32, 32)) and keep the boxes of both."""
+    """Blend two augmented samples (ratio ~ Beta(32, 32)) and keep the boxes (and crowd regions) of both."""
     ratio = float(rng.beta(32.0, 32.0))
     img = cv2.addWeighted(a[0], ratio, b[0], 1.0 - ratio, 0.0)
     return img, np.concatenate([a[1], b[1]]), np.concatenate([a[2], b[2]])
@@ -175,7 +194,12 @@ def build_photometric(aug: dict) -> A.Compose:
 
 
 class TrainTransform:
-    """The training pipeline over a dataset's ``load_resized(i) -> (img, boxes, labels)`` (long side = imgsz)."""
+    """The training pipeline over a dataset's ``load_resized(i) -> (img, boxes, labels)`` (long side = imgsz;
+    crowd regions as rows labelled ``IGNORE_LABEL``).
+
+    ``transform(i, use_mosaic)`` → ``(img, boxes, labels, ignore_boxes)``: the objects (labels 0..C-1) and,
+    apart, the crowd regions (float32 (M, 4) xyxy input pixels; (0, 4) when none), both transformed alike.
+    """
 
     def __init__(self, load_resized, num_items: int, imgsz: int, aug_cfg=None, seed: int | None = None):
         self.load_resized = load_resized
@@ -211,7 +235,10 @@ class TrainTransform:
         out = self.photometric(image=img, bboxes=boxes.reshape(-1, 4), labels=labels)
         boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(out["labels"], dtype=np.int64).reshape(-1)
-        return out["image"], boxes, labels
+        crowd = labels == IGNORE_LABEL
+        if crowd.any():
+            return out["image"], boxes[~crowd], labels[~crowd], boxes[crowd]
+        return out["image"], boxes, labels, boxes[:0]
 
 
 def eval_transform(img, boxes, imgsz: int):

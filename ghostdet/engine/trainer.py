@@ -341,18 +341,19 @@ class Trainer:
                        dynamic_ncols=True, bar_format="{l_bar}{bar:20}{r_bar}")
             iterator = bar
         self.optimizer.zero_grad(set_to_none=True)
-        for i, (images, targets, _metas) in enumerate(iterator):
+        for i, (images, targets, _metas, ignore) in enumerate(iterator):
             images = images.to(self.device, non_blocking=True)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             targets = targets.to(self.device)
+            ignore = ignore.to(self.device)  # crowd regions: no background loss there
             step_now = (i + 1) % self.accumulate == 0 or i + 1 == n
             # DDP: all-reduce gradients only on the iteration that steps
             sync = self.train_model.no_sync() if self.distributed and not step_now else contextlib.nullcontext()
             with sync:
                 with self._autocast():
                     raw = self.train_model(images)
-                    loss, items = self.criterion(raw, targets, tuple(images.shape[-2:]))
+                    loss, items = self.criterion(raw, targets, tuple(images.shape[-2:]), ignore)
                 finite = self._all_finite(loss)
                 if finite:
                     # the loss is already x batch size (YOLOv8 convention); DDP averages gradients over ranks,

@@ -74,7 +74,8 @@ def evaluate_model(
     Args:
         model: a detector with ``predict(images, conf, iou, max_det)``, or ``forward`` + ``decode`` (see
             docs/CONTRACTS.md).
-        loader: yields ``(images, targets, metas)`` batches (the val loader; targets are ignored).
+        loader: yields ``(images, targets, metas[, ignore])`` batches (the val loader; only images and
+            metas are used).
         coco_gt: ground truth in original pixels: a ``pycocotools.coco.COCO`` (``dataset.coco_gt()``),
             a COCO json path, or a ``COCOEvaluator`` (reused across epochs).
         category_ids: category id per class index (``dataset.category_ids``); ``None``: class i is the
@@ -109,7 +110,7 @@ def evaluate_model(
 
         batches = tqdm(loader, desc="eval", unit="batch", leave=False)
     t0 = time.perf_counter()
-    for images, _targets, metas in batches:
+    for images, _targets, metas, *_ in batches:
         images = images.to(device, non_blocking=True).float()
         _sync(device)
         t1 = time.perf_counter()
