@@ -13,85 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from ghostdet.data.letterbox import letterbox, letterbox_boxes
+from conftest import IMGSZ, TRAIN_STEMS, yolo_boxes
 from ghostdet.inference.sources import read_image
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-TRAIN_STEMS = ["000000000009", "000000000025", "000000000030", "000000000034"]
-IMGSZ = 256
-MODEL_CONFIG = {
-    "_target_": "ghostdet.models.detector.GhostYOLO",
-    "backbone": {"_target_": "ghostdet.models.backbones.ghostnet.GhostNet", "width": 0.5, "features_only": True},
-    "neck_channels": 32,
-    "head_convs": 1,
-}
-
-
-def yolo_boxes(coco128: Path, stem: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Ground truth of a coco128 image: (classes, xyxy boxes in original pixels)."""
-    h, w = shape
-    labels = np.loadtxt(coco128 / "labels" / "train2017" / f"{stem}.txt", ndmin=2)
-    cx, cy, bw, bh = labels[:, 1] * w, labels[:, 2] * h, labels[:, 3] * w, labels[:, 4] * h
-    return labels[:, 0].astype(int), np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
-
-
-def make_trained_checkpoint(coco128: Path, out_dir: Path) -> Path:
-    """A small GhostYOLO fitted to 4 coco128 photos, saved in the trainer's checkpoint layout.
-
-    Cheap on 2 CPU cores: the backbone and neck stay at their initial weights and run once; only the head
-    is trained (50 steps), then its BatchNorm statistics are recomputed so eval mode matches. Cached in
-    ``out_dir`` so test modules share one.
-    """
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from ghostdet.models.loss import DetectionLoss
-    from ghostdet.utils.checkpoint import save_checkpoint
-
-    path = out_dir / "weights" / "best.pt"
-    if path.is_file():
-        return path
-    torch.manual_seed(0)
-    names = (coco128 / "classes.txt").read_text().split("\n")[:80]
-    category_ids = [int(v) for v in (coco128 / "coco_category_ids.txt").read_text().split()]
-    model = instantiate(OmegaConf.create(MODEL_CONFIG), num_classes=len(names))
-    images, targets = [], []
-    for i, stem in enumerate(TRAIN_STEMS):
-        image = read_image(coco128 / "images" / "train2017" / f"{stem}.jpg")
-        classes, boxes = yolo_boxes(coco128, stem, image.shape[:2])
-        padded, ratio, pad = letterbox(image, IMGSZ)
-        images.append(padded.transpose(2, 0, 1))
-        targets.append(np.concatenate([np.full((len(boxes), 1), i), classes[:, None], letterbox_boxes(boxes, ratio, pad)], 1))
-    x = torch.from_numpy(np.stack(images)).float() / 255
-    t = torch.from_numpy(np.concatenate(targets)).float()
-    model.eval()
-    with torch.no_grad():
-        features = model.neck(model.backbone((x - model.mean) / model.std))
-    loss_fn = DetectionLoss(model)
-    optimizer = torch.optim.AdamW(model.head.parameters(), lr=1e-2)
-    model.head.train()
-    for _ in range(50):
-        loss, _ = loss_fn(model.head(features), t)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():  # exact BN statistics of the final weights (the running averages lag behind)
-        for m in model.head.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.reset_running_stats()
-                m.momentum = None
-        model.head(features)
-    model.eval()
-    save_checkpoint({
-        "model": model.state_dict(), "ema": None, "names": names, "category_ids": category_ids, "epoch": 0,
-        "config": {"model": MODEL_CONFIG, "imgsz": IMGSZ}, "ghostdet_version": "test",
-    }, path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def trained_checkpoint(coco128, tmp_path_factory) -> Path:
-    return make_trained_checkpoint(coco128, tmp_path_factory.getbasetemp() / "detect_model")
 
 
 @pytest.fixture(scope="session")

@@ -11,14 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from test_detect import IMGSZ, TRAIN_STEMS, assert_one_line_error, make_trained_checkpoint, run_tool, run_tools_concurrently
+from conftest import IMGSZ, TRAIN_STEMS
+from test_detect import assert_one_line_error, run_tool, run_tools_concurrently
 
 PHOTO_STEMS = TRAIN_STEMS + ["000000000086"]  # + the grayscale one
-
-
-@pytest.fixture(scope="session")
-def trained_checkpoint(coco128, tmp_path_factory) -> Path:
-    return make_trained_checkpoint(coco128, tmp_path_factory.getbasetemp() / "detect_model")
 
 
 @pytest.fixture(scope="session")
