@@ -68,6 +68,12 @@ class GhostYOLO(nn.Module):
         if not torch.jit.is_tracing() and (x.shape[-1] % max_stride or x.shape[-2] % max_stride):
             raise ConfigError(f"input size {tuple(x.shape[-2:])} is not a multiple of {max_stride}: "
                               f"letterbox images to a multiple of {max_stride} (e.g. imgsz=640)")
+        exporting = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        if x.device.type == "cpu" and not self.training and not exporting:
+            # oneDNN's channels_last kernels are many times faster for the depthwise and 1x1 convs Ghost models
+            # are made of (a 24-channel 3x3 depthwise conv at 320x320: ~0.6 ms vs ~15 ms in NCHW); the convs
+            # keep the input's layout, so converting the input is enough. Same results, any weight layout.
+            x = x.contiguous(memory_format=torch.channels_last)
         x = (x - self.mean).div_(self.std)  # in place: one input-sized allocation less
         return self.head(self.neck(self.backbone(x)))
 
