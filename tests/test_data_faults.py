@@ -100,6 +100,7 @@ def test_broken_yolo_folder_is_scanned_reported_and_trained_on(tmp_path, caplog)
     assert rec["deep16"].height == 80 and rec["nolabel"].boxes.shape == (0, 4)
 
     # a file that vanishes after the scan: training goes on, with a warning naming it
+    unaugmented = build_dataset(cfg, "train", imgsz=128, augment=False, cache=False)  # scanned before it vanishes
     (tmp_path / "images" / "train" / "rgba.png").unlink()
     caplog.clear()
     loader = build_dataloader(ds, batch_size=4, workers=0, shuffle=True, seed=0)
@@ -118,6 +119,14 @@ def test_broken_yolo_folder_is_scanned_reported_and_trained_on(tmp_path, caplog)
     val = build_dataset(cfg, "val", imgsz=128, cache=False)
     for i in range(len(val)):
         assert val[i]["image"].shape == (128, 128, 3)
+    # the same vanished file read without augmentation (as validation reads): a stand-in sample whose boxes and
+    # labels agree, so the batch collates
+    sample = unaugmented[rgba]
+    assert unaugmented.records[rgba].file == ds.records[rgba].file and len(ds.records[rgba].boxes) > 0
+    assert (sample["image"] == 114).all() and len(sample["boxes"]) == len(sample["labels"]) == 0
+    images, targets, metas, ignore = next(iter(build_dataloader(unaugmented, batch_size=len(unaugmented),
+                                                                workers=0, shuffle=False)))
+    assert images.shape[0] == len(unaugmented) and targets.shape[1] == 6
 
 
 def test_yolo_folder_without_any_usable_image_is_a_one_line_error(tmp_path, caplog):

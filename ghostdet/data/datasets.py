@@ -153,8 +153,9 @@ class DetectionDataset(Dataset):
             ratio = pad = None
         else:
             img, boxes, ratio, pad = self._eval_sample(index)
-            labels = rec.labels
-            has_crowd = rec.crowd_boxes is not None and len(rec.crowd_boxes)
+            decoded = len(boxes) == len(rec.boxes)  # the stand-in for an image that no longer decodes has none
+            labels = rec.labels if decoded else rec.labels[:0]
+            has_crowd = decoded and rec.crowd_boxes is not None and len(rec.crowd_boxes)
             crowd = letterbox_boxes(rec.crowd_boxes, ratio, pad) if has_crowd else np.zeros((0, 4), np.float32)
         return {"image": img, "boxes": boxes, "labels": labels, "crowd_boxes": crowd, "image_id": rec.image_id,
                 "file": rec.file, "orig_size": (rec.height, rec.width), "ratio": ratio, "pad": pad}
