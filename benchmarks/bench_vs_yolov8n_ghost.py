@@ -10,7 +10,8 @@ forward + box decoding for both (ghostdet: ``decode``, ultralytics: its ``export
 (NCHW and channels_last) and ONNX Runtime. Timings are interleaved (``ghostdet.utils.benchmark.compare_latency``):
 each of ``--rounds`` rounds times every model in turn (median of ``--repeats`` after ``--warmup``), so drift in the
 machine's speed hits all models alike; the table gives the median over rounds and the median per-round ratio
-to YOLOv8n-ghost. ``--threads 1,2`` repeats the whole table per thread count.
+to YOLOv8n-ghost. ``--threads 1,2`` repeats the whole table per thread count; ``--backbones`` adds rows for each
+config's backbone alone (deploy form), the floor any detector built on it starts from.
 """
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--backbones", action="store_true", help="also time each config's backbone alone")
     args = p.parse_args()
 
     models = {}
@@ -89,6 +91,9 @@ def main() -> None:
         print("ultralytics is not importable: no baseline (see the docstring)", file=sys.stderr)
     for name in args.models.split(","):
         models[name] = ghostdet_model(name)
+    if args.backbones:  # the floor any detector on these backbones starts from
+        for name in args.models.split(","):
+            models[f"{name} backbone only"] = models[name].model.backbone
     baseline = BASELINE if BASELINE in models else None
 
     print(f"torch {torch.__version__}, batch 1, {args.rounds} interleaved rounds x median of {args.repeats} after "
