@@ -24,28 +24,24 @@ def collate_fn(batch: list[dict]):
     for i, s in enumerate(batch):
         np.divide(s["image"].transpose(2, 0, 1), np.float32(255.0), out=images[i], dtype=np.float32)
     images = torch.from_numpy(images)
-    targets = []
-    for i, s in enumerate(batch):
-        n = len(s["labels"])
-        if n:
-            t = torch.empty((n, 6), dtype=torch.float32)
-            t[:, 0] = i
-            t[:, 1] = torch.as_tensor(s["labels"], dtype=torch.float32)
-            t[:, 2:] = torch.as_tensor(s["boxes"], dtype=torch.float32)
-            targets.append(t)
-    targets = torch.cat(targets) if targets else torch.zeros((0, 6), dtype=torch.float32)
-    ignore = []
-    for i, s in enumerate(batch):
-        crowd = s.get("crowd_boxes")
-        if crowd is not None and len(crowd):
-            r = torch.empty((len(crowd), 5), dtype=torch.float32)
-            r[:, 0] = i
-            r[:, 1:] = torch.as_tensor(crowd, dtype=torch.float32)
-            ignore.append(r)
-    ignore = torch.cat(ignore) if ignore else torch.zeros((0, 5), dtype=torch.float32)
+    targets = _with_batch_index([np.column_stack([s["labels"], s["boxes"]]) for s in batch], 6)
+    ignore = _with_batch_index([s.get("crowd_boxes") for s in batch], 5)
     metas = [{"image_id": s["image_id"], "file": s["file"], "orig_size": s["orig_size"], "ratio": s["ratio"],
               "pad": s["pad"]} for s in batch]
     return images, targets, metas, ignore
+
+
+def _with_batch_index(per_sample: list, width: int) -> torch.Tensor:
+    """Each sample's rows (``width - 1`` numbers each; None for none) prefixed with the sample's index in the
+    batch: one float32 ``(N, width)`` tensor, ``(0, width)`` when no sample has rows."""
+    rows = []
+    for i, values in enumerate(per_sample):
+        if values is not None and len(values):
+            r = torch.empty((len(values), width), dtype=torch.float32)
+            r[:, 0] = i
+            r[:, 1:] = torch.as_tensor(np.asarray(values), dtype=torch.float32)
+            rows.append(r)
+    return torch.cat(rows) if rows else torch.zeros((0, width), dtype=torch.float32)
 
 
 def _seed_worker(worker_id: int) -> None:
