@@ -37,12 +37,10 @@ def ghostdet_model(name: str) -> torch.nn.Module:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from ghostdet.export.onnx import prepare_for_export
+    from ghostdet.export.onnx import DecodedOutputs, prepare_for_export
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={name}"])
-    from ghostdet.export.onnx import DecodedOutputs
-
     return DecodedOutputs(prepare_for_export(instantiate(cfg.model, num_classes=80).eval()))
 
 
@@ -58,16 +56,13 @@ def yolov8n_ghost() -> torch.nn.Module:
 
 def ort_runner(model: torch.nn.Module, x: torch.Tensor, threads: int, tmp: Path):
     """A callable running ``model`` exported to ONNX in an ONNX Runtime CPU session, or None without onnxruntime."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
+    from ghostdet.eval.benchmark import onnxruntime_available, ort_session
+
+    if not onnxruntime_available():
         return None
     path = tmp / f"m{len(list(tmp.iterdir()))}.onnx"
     torch.onnx.export(model, (x,), str(path), opset_version=18, dynamo=False, input_names=["images"])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(path, threads)
     feed = {sess.get_inputs()[0].name: x.numpy()}
     return lambda: sess.run(None, feed)
 

@@ -39,7 +39,8 @@ def _decoded(model: torch.nn.Module):
     return run
 
 
-def _ort_session(path: Path, threads: int):
+def ort_session(path: Path, threads: int):
+    """An ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads (every benchmark uses this)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -95,7 +96,7 @@ def benchmark_model(
             if mode == "onnxruntime":
                 with tempfile.TemporaryDirectory(dir=onnx_dir) as tmp:
                     path = export_onnx(model, Path(tmp) / f"model_b{b}.onnx", imgsz=imgsz, batch=b)
-                    session = _ort_session(path, threads)
+                    session = ort_session(path, threads)
                 feed = {session.get_inputs()[0].name: inputs[b].cpu().numpy()}
                 stats = measure_latency(lambda s=session, f=feed: s.run(None, f), warmup, repeats)
             else:
