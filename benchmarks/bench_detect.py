@@ -36,13 +36,13 @@ DEFAULT_SOURCE = Path(os.environ.get("GHOSTDET_SHARED_DATA", ROOT.parent / "shar
 
 def random_init_checkpoint(folder: Path, imgsz: int) -> Path:
     """A checkpoint of configs/model/ghost_yolo.yaml with random weights (timing only)."""
-    from hydra.utils import instantiate
+    from ghostdet.models import build_model
     from omegaconf import OmegaConf
 
     from ghostdet.utils.checkpoint import save_checkpoint
 
     cfg = OmegaConf.load(ROOT / "configs" / "model" / "ghost_yolo.yaml")
-    model = instantiate(cfg, num_classes=80).eval()
+    model = build_model(cfg, num_classes=80).eval()
     config = {"model": OmegaConf.to_container(cfg, resolve=True), "imgsz": imgsz}
     return save_checkpoint({"model": model.state_dict(), "ema": None, "names": [f"class{i}" for i in range(80)],
                             "config": config}, folder / "random_init.pt")

@@ -35,13 +35,13 @@ BASELINE = "YOLOv8n-ghost (ultralytics)"
 
 def ghostdet_model(name: str) -> torch.nn.Module:
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
+    from ghostdet.models import build_model
 
     from ghostdet.export.onnx import DecodedOutputs, prepare_for_export
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={name}"])
-    return DecodedOutputs(prepare_for_export(instantiate(cfg.model, num_classes=80).eval()))
+    return DecodedOutputs(prepare_for_export(build_model(cfg.model, num_classes=80).eval()))
 
 
 def yolov8n_ghost() -> torch.nn.Module:

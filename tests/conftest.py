@@ -58,8 +58,8 @@ def one_thread():
 TRAIN_STEMS = ["000000000009", "000000000025", "000000000030", "000000000034"]
 IMGSZ = 256
 MODEL_CONFIG = {
-    "_target_": "ghostdet.models.detector.GhostYOLO",
-    "backbone": {"_target_": "ghostdet.models.backbones.ghostnet.GhostNet", "width": 0.5, "features_only": True},
+    "name": "ghost_yolo",
+    "backbone": {"name": "ghostnet", "width": 0.5, "features_only": True},
     "neck_channels": 32,
     "head_convs": 1,
 }
@@ -80,7 +80,7 @@ def make_trained_checkpoint(coco128: Path, out_dir: Path) -> Path:
     is trained (50 steps), then its BatchNorm statistics are recomputed so eval mode matches. Cached in
     ``out_dir``; the session fixture ``trained_checkpoint`` builds it once for every test module.
     """
-    from hydra.utils import instantiate
+    from ghostdet.models import build_model
     from omegaconf import OmegaConf
 
     from ghostdet.data.letterbox import letterbox, letterbox_boxes
@@ -94,7 +94,7 @@ def make_trained_checkpoint(coco128: Path, out_dir: Path) -> Path:
     torch.manual_seed(0)
     names = (coco128 / "classes.txt").read_text().split("\n")[:80]
     category_ids = [int(v) for v in (coco128 / "coco_category_ids.txt").read_text().split()]
-    model = instantiate(OmegaConf.create(MODEL_CONFIG), num_classes=len(names))
+    model = build_model(OmegaConf.create(MODEL_CONFIG), num_classes=len(names))
     images, targets = [], []
     for i, stem in enumerate(TRAIN_STEMS):
         image = read_image(coco128 / "images" / "train2017" / f"{stem}.jpg")
@@ -124,7 +124,7 @@ def make_trained_checkpoint(coco128: Path, out_dir: Path) -> Path:
     model.eval()
     save_checkpoint({
         "model": model.state_dict(), "ema": None, "names": names, "category_ids": category_ids, "epoch": 0,
-        "config": {"model": MODEL_CONFIG, "imgsz": IMGSZ}, "ghostdet_version": "test",
+        "config": {"model": MODEL_CONFIG, "imgsz": IMGSZ}, "model_spec": MODEL_CONFIG, "ghostdet_version": "test",
     }, path)
     return path
 

@@ -83,10 +83,10 @@ def test_benchmark_tool_writes_markdown_and_json(project_root, yolo_split, tmp_p
 @pytest.mark.slow
 @pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed (pip install ghostdet[export])")
 def test_benchmark_model_in_onnxruntime_uses_the_exported_deploy_graph():
-    from hydra.utils import instantiate
+    from ghostdet.models import build_model
     from omegaconf import OmegaConf
 
-    model = instantiate(OmegaConf.create(_tiny_model_cfg()), num_classes=3)
+    model = build_model(OmegaConf.create(_tiny_model_cfg()), num_classes=3)
     res = benchmark_model(model, imgsz=64, batch_sizes=[2], modes=["onnxruntime"], warmup=0, repeats=1, threads=1)
     stats = res["latency"]["onnxruntime"][2]
     assert stats["repeats"] == 1 and stats["per_image"] == pytest.approx(stats["median"] / 2)

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from ghostdet.models import build_model
 from torchvision.ops import box_iou
 
 from ghostdet.data.letterbox import letterbox, letterbox_boxes
@@ -135,7 +135,7 @@ def test_multi_label_keeps_every_class_above_conf():
 # ---------------------------------------------------------------- fuse / reparameterize
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_fuse_and_reparameterize_keep_outputs(name):
-    model = instantiate(compose_model_config(name), num_classes=7)
+    model = build_model(compose_model_config(name), num_classes=7)
     randomize_batchnorm(model)
     model.eval()
     x = torch.rand(1, 3, 128, 160)
@@ -155,7 +155,7 @@ def test_fuse_and_reparameterize_keep_outputs(name):
 
 # ---------------------------------------------------------------- budget / configs
 def test_ghost_yolo_budget():
-    model = instantiate(compose_model_config("ghost_yolo"), num_classes=80)
+    model = build_model(compose_model_config("ghost_yolo"), num_classes=80)
     params, macs = count_params_macs(model, (1, 3, 640, 640))
     assert params <= 4.0e6
     assert 2 * macs / 1e9 <= 4.0
@@ -166,17 +166,17 @@ def test_model_configs_instantiate_and_predict(name):
     reference = compose_model_config(name)
     scalable = "width" in reference.backbone  # G-Ghost RegNet scales by variant instead
     cfg = compose_model_config(name, ["model.neck_channels=64"] + (["model.backbone.width=1.3"] if scalable else []))
-    model = instantiate(cfg, num_classes=4)
+    model = build_model(cfg, num_classes=4)
     assert isinstance(model, GhostYOLO) and model.num_classes == 4 and model.strides == (8, 16, 32)
     assert model.neck.out_channels == [64, 64, 64]
     if scalable:  # the width override reaches the backbone
-        assert model.backbone.out_channels != instantiate(reference, num_classes=4).backbone.out_channels
+        assert model.backbone.out_channels != build_model(reference, num_classes=4).backbone.out_channels
     out = model.predict(torch.rand(1, 3, 96, 128), conf=0.0, iou=1.0, max_det=5)
     assert len(out) == 1 and out[0]["boxes"].shape == (5, 4) and int(out[0]["labels"].max()) < 4
 
 
 def test_fpn_only_switch():
-    model = instantiate(compose_model_config("ghost_yolo", ["model.fpn_only=true"]), num_classes=3)
+    model = build_model(compose_model_config("ghost_yolo", ["model.fpn_only=true"]), num_classes=3)
     assert not hasattr(model.neck, "bottom_up")
     raw = model(torch.rand(1, 3, 64, 64))
     assert [r.shape[-1] for r in raw] == [8, 4, 2]
@@ -235,6 +235,6 @@ def test_pretrained_backbone_override_loads_imagenet_weights(tmp_path):
     imagenet = GhostNet(width=1.0, num_classes=1000)
     torch.save(imagenet.state_dict(), tmp_path / "ghostnet_1x.pth")
     cfg = compose_model_config("ghost_yolo", [f"model.backbone.pretrained={tmp_path / 'ghostnet_1x.pth'}"])
-    model = instantiate(cfg, num_classes=3)
+    model = build_model(cfg, num_classes=3)
     loaded = model.backbone.state_dict()
     assert loaded and all(torch.equal(v, imagenet.state_dict()[k]) for k, v in loaded.items())

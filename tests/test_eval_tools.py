@@ -87,13 +87,13 @@ def _tiny_model_cfg() -> dict:
 
 
 def make_checkpoint(path: Path, names: list[str], imgsz: int = 64, data_cfg=None) -> Path:
-    from hydra.utils import instantiate
+    from ghostdet.models import build_model
 
     from ghostdet.utils.checkpoint import save_checkpoint
 
     cfg = _tiny_model_cfg()
     torch.manual_seed(0)
-    model = instantiate(OmegaConf.create(cfg), num_classes=len(names))
+    model = build_model(OmegaConf.create(cfg), num_classes=len(names))
     return save_checkpoint({"model": model.state_dict(), "ema": None, "epoch": 1,
                             "config": {"model": cfg, "imgsz": imgsz, "data": data_cfg}, "names": names, "category_ids": None,
                             "metrics": {}, "ghostdet_version": "test"}, path)

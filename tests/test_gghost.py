@@ -194,10 +194,10 @@ def _compose_model(name: str):
 
 
 def test_gghost_yolo_budget():
-    from hydra.utils import instantiate
+    from ghostdet.models import build_model
 
     with torch.device("meta"):
-        model = instantiate(_compose_model("gghost_yolo"), num_classes=80)
+        model = build_model(_compose_model("gghost_yolo"), num_classes=80)
     assert model.backbone.variant == "002"
     params, macs = count_params_macs(model, (1, 3, 640, 640))
     assert params <= 4.0e6 and 2 * macs / 1e9 <= 4.0, (params, macs)
@@ -205,12 +205,12 @@ def test_gghost_yolo_budget():
 
 @pytest.mark.slow
 def test_gghost_yolo_trains_and_predicts(coco128):
-    from hydra.utils import instantiate
+    from ghostdet.models import build_model
 
     from ghostdet.models import GhostYOLO
     from ghostdet.models.loss import DetectionLoss
 
-    model = instantiate(_compose_model("gghost_yolo"), num_classes=80)
+    model = build_model(_compose_model("gghost_yolo"), num_classes=80)
     assert isinstance(model, GhostYOLO)
     images, targets = _letterboxed_batch(coco128, ["000000000034", "000000000042"], 256)
     loss_fn = DetectionLoss(model)

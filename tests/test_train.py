@@ -87,7 +87,8 @@ def test_tool_run_writes_every_output(shapes_root, tmp_path):
     ckpt = torch.load(run_dir / "weights" / "last.pt", map_location="cpu", weights_only=True)
     assert CKPT_KEYS <= ckpt.keys()
     assert ckpt["epoch"] == 2 and ckpt["names"] == ["circle", "square", "triangle", "star", "cross"]
-    assert ckpt["config"]["imgsz"] == 64 and ckpt["config"]["model"]["_target_"].endswith("GhostYOLO")
+    assert ckpt["config"]["imgsz"] == 64 and ckpt["config"]["model"]["name"] == "ghost_yolo"
+    assert ckpt["model_spec"]["name"] == "ghost_yolo" and ckpt["model_spec"]["backbone"]["name"] == "ghostnet"
     assert {"mAP50", "mAP50-95"} <= ckpt["metrics"].keys()
     with open(run_dir / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))

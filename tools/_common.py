@@ -31,6 +31,44 @@ def setup_logging(verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def check_checkpoints_before_hydra(keys, argv=None) -> None:
+    """Refuse a hostile or broken checkpoint named by ``key=PATH`` on the command line *before* Hydra creates the
+    run dir, so a file that is refused leaves nothing behind (one line, exit 1).
+
+    Only the file's structure is checked here (a plain-data checkpoint whose model spec names registered ghostdet
+    models); the tool still builds the model through the registry, which catches the rest.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    paths, plugins = [], []
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        items = [item.strip().strip("'\"") for item in value.strip("[]").split(",")] if sep else []
+        if key == "plugins":  # the user's own modules, from the command line
+            plugins += [item for item in items if item]
+        elif key in keys:
+            paths += [item for item in items if item.endswith((".pt", ".pth"))]
+    if not paths:
+        return
+
+    @run_tool
+    def check() -> None:
+        from ghostdet.models import import_plugins
+        from ghostdet.utils.checkpoint import load_checkpoint, model_spec_of
+
+        import_plugins(plugins)
+        for path in paths:
+            model_spec_of(load_checkpoint(path), path)
+
+    check()
+
+
+def add_plugins_argument(parser) -> None:
+    """``--plugins my_pkg.backbones``: the user's modules that register models (imported before the model is built)."""
+    parser.add_argument("--plugins", action="append", default=[], metavar="MODULE",
+                        help="import this module first (it registers your own models with ghostdet.models."
+                             "register_backbone/...); repeatable")
+
+
 def run_tool(main):
     """Wrap a tool's main: a GhostdetError (bad input, bad file, bad config) becomes ``error: <msg>`` and exit 1."""
 

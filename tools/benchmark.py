@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from _common import ROOT, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from _common import ROOT, check_checkpoints_before_hydra, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
 from ghostdet.utils.errors import ConfigError
 
 LOGGER = logging.getLogger("ghostdet.tools.benchmark")
@@ -23,8 +23,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 def load_model(spec: str, num_classes: int):
     """``(display name, model, is_checkpoint)`` from a checkpoint path, a model yaml path or a configs/model/ name."""
-    from hydra.utils import instantiate
-
+    from ghostdet.models import build_model
     from ghostdet.utils.checkpoint import build_model_from_checkpoint
 
     path = Path(spec)
@@ -36,12 +35,12 @@ def load_model(spec: str, num_classes: int):
     if not path.is_file():
         known = sorted(p.stem for p in (ROOT / "configs" / "model").glob("*.yaml"))
         raise ConfigError(f"{spec}: not a checkpoint (.pt), a model yaml or a model config name; known names: {', '.join(known) or 'none'}")
-    cfg = OmegaConf.load(path)
-    cfg.pop("defaults", None)
     try:
-        model = instantiate(cfg, num_classes=num_classes)
-    except Exception as e:  # a config this version cannot build
-        raise ConfigError(f"{path}: cannot build the model ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # not YAML
+        raise ConfigError(f"{path}: not a readable model yaml ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    cfg.pop("defaults", None)
+    model = build_model(cfg, str(path), num_classes=num_classes)  # a spec: registered names only
     return path.stem, model, False
 
 
@@ -53,9 +52,11 @@ def main(cfg: DictConfig) -> None:
     from ghostdet.eval import evaluate_model
     from ghostdet.eval.benchmark import benchmark_model, benchmark_rows, environment
     from ghostdet.eval.report import markdown_table, text_table
+    from ghostdet.models import import_plugins
     from ghostdet.utils.benchmark import set_threads
 
     setup_logging()
+    import_plugins(cfg.get("plugins"))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     threads = set_threads(cfg.threads)
     imgsz = int(cfg.imgsz)
@@ -101,4 +102,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_checkpoints_before_hydra(("models",))  # a refused file leaves no run dir behind
     main()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from _common import add_plugins_argument, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
 from ghostdet.inference.predictor import parse_imgsz
 
 
@@ -35,12 +35,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hide-conf", action="store_true", help="draw class names without scores")
     p.add_argument("--line-width", type=int, help="box line width in pixels (default: from the image size)")
     p.add_argument("--verbose", action="store_true")
+    add_plugins_argument(p)
     return p.parse_args(argv)
 
 
 @run_tool
 def main(argv=None) -> None:
     args = parse_args(argv)
+    from ghostdet.models import import_plugins
+
+    import_plugins(args.plugins)
     setup_logging(args.verbose)
     from pathlib import Path
 

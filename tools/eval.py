@@ -12,7 +12,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from _common import run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from _common import check_checkpoints_before_hydra, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
 from ghostdet.utils.errors import ConfigError
 
 LOGGER = logging.getLogger("ghostdet.tools.eval")
@@ -27,9 +27,11 @@ def main(cfg: DictConfig) -> None:
     from ghostdet.utils.device import select_device
     from ghostdet.eval import evaluate_model, format_summary, load_coco_gt, per_class_table, save_eval_outputs
     from ghostdet.utils.benchmark import set_threads
+    from ghostdet.models import import_plugins
     from ghostdet.utils.checkpoint import build_model_from_checkpoint
 
     setup_logging()
+    import_plugins(cfg.get("plugins"))
     run_dir = HydraConfig.get().runtime.output_dir
     threads = set_threads(cfg.threads)
     device = select_device(cfg.device)
@@ -42,7 +44,8 @@ def main(cfg: DictConfig) -> None:
             raise ConfigError(f"{cfg.weights}: the checkpoint stores no data config; pass data=<name> (see configs/data/)")
         LOGGER.info("data: the checkpoint's training data (%s, root %s)", data_cfg.get("format"), data_cfg.get("root"))
     imgsz = int(cfg.imgsz or meta.get("imgsz") or 640)
-    dataset = build_dataset(data_cfg, split=cfg.split, imgsz=imgsz, augment=False)
+    # data named by the checkpoint is only read: no scan cache written, no shapes set generated
+    dataset = build_dataset(data_cfg, split=cfg.split, imgsz=imgsz, augment=False, read_only=cfg.get("data") is None)
     if meta["names"] and list(dataset.names) != list(meta["names"]):
         LOGGER.warning("the model's classes differ from the data's (%s... vs %s...): class i of the model is scored "
                        "as class i of the data", meta["names"][:3], list(dataset.names)[:3])
@@ -76,4 +79,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_checkpoints_before_hydra(("weights",))  # a refused file leaves no run dir behind
     main()

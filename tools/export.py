@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from _common import run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from _common import add_plugins_argument, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
 from ghostdet.inference.predictor import parse_imgsz
 
 from ghostdet.utils.errors import CheckpointError, ConfigError
@@ -35,12 +35,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--source", help="image used to check the export against PyTorch (default: a synthetic scene)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime / TorchScript check")
     p.add_argument("--verbose", action="store_true")
+    add_plugins_argument(p)
     return p.parse_args(argv)
 
 
 @run_tool
 def main(argv=None) -> None:
     args = parse_args(argv)
+    from ghostdet.models import import_plugins
+
+    import_plugins(args.plugins)
     setup_logging(args.verbose)
     from pathlib import Path
 

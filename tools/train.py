@@ -15,7 +15,8 @@ import tempfile
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from _common import run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from _common import check_checkpoints_before_hydra, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from ghostdet.models import import_plugins
 from ghostdet.engine import RESUME_OVERRIDABLE, find_resume_checkpoint, run_dir_of_checkpoint, train
 
 _NO_RESUME = (None, False, "", "null", "None", "false", "False")
@@ -73,10 +74,12 @@ def main(cfg: DictConfig) -> None:
         handler = logging.FileHandler(os.path.join(run_dir, "train.log"))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
+    import_plugins(cfg.get("plugins"))  # the user's own modules (never names read from a checkpoint)
     metrics = train(cfg, run_dir, resume_overrides=_resume_overrides(cfg))
     if _rank() == 0 and metrics:
         print(f"best mAP50 {metrics['mAP50']:.4f}  mAP50-95 {metrics['mAP50-95']:.4f}  ({run_dir})")
 
 
 if __name__ == "__main__":
+    check_checkpoints_before_hydra(("resume",))  # a refused file leaves no run dir behind
     main()

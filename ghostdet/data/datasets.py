@@ -211,13 +211,14 @@ class DetectionDataset(Dataset):
 
 # ------------------------------------------------------------------------------------------------ builder
 def build_dataset(data_cfg, split: str = "train", imgsz: int = 640, augment: bool | None = None, aug_cfg=None,
-                  cache: bool | None = None, seed: int | None = None) -> DetectionDataset:
+                  cache: bool | None = None, seed: int | None = None, read_only: bool = False) -> DetectionDataset:
     """Scan and validate one split of the dataset described by the Hydra ``data`` node.
 
     ``data_cfg``: ``format`` (coco | yolo | shapes), ``root``, ``train``/``val`` (image folders, relative to
     root), ``train_ann``/``val_ann`` (COCO json, relative to root), optional ``names``, ``cache`` (scan
     cache; ``cache`` here overrides it). ``augment`` defaults to ``split == "train"``; ``seed`` seeds the
-    augmentation when no DataLoader worker re-seeds it. Returns a ``DetectionDataset``.
+    augmentation when no DataLoader worker re-seeds it. ``read_only`` (a data config read from a checkpoint)
+    writes nothing: no scan cache, no generated shapes set. Returns a ``DetectionDataset``.
     """
     cfg = _as_dict(data_cfg)
     fmt = cfg.get("format")
@@ -225,8 +226,8 @@ def build_dataset(data_cfg, split: str = "train", imgsz: int = 640, augment: boo
         raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if split not in ("train", "val"):
         raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
-    use_cache = bool(cfg.get("cache", True)) if cache is None else bool(cache)
-    if fmt == "shapes":
+    use_cache = (bool(cfg.get("cache", True)) if cache is None else bool(cache)) and not read_only
+    if fmt == "shapes" and not read_only:
         from ghostdet.data.shapes import ensure_shapes
 
         ensure_shapes(cfg)

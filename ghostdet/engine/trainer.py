@@ -19,7 +19,7 @@ from ghostdet.engine.callbacks import LOSS_KEYS, RunLogger, summary_table
 from ghostdet.engine.ema import ModelEMA, unwrap_model
 from ghostdet.engine.optim import OPTIMIZERS, SCHEDULES, WarmupDecayLR, build_optimizer
 from ghostdet.engine.runtime import rng_state, seed_everything, set_rng_state
-from ghostdet.utils.checkpoint import load_checkpoint, newest_checkpoint, save_checkpoint
+from ghostdet.utils.checkpoint import load_checkpoint, model_spec_of, newest_checkpoint, save_checkpoint
 from ghostdet.utils.device import select_device
 from ghostdet.utils.errors import CheckpointError, ConfigError, GhostdetError
 
@@ -122,7 +122,10 @@ class Trainer:
         ckpt = load_checkpoint(path)
         if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict) or "optimizer" not in ckpt:
             raise CheckpointError(f"{path}: not a ghostdet training checkpoint with optimizer state; resume needs a run's weights/last.pt")
+        # the model spec is checked before anything else is read or written: a file names registered models only
+        spec = model_spec_of(ckpt, str(path))
         run_cfg = OmegaConf.create(ckpt["config"])
+        run_cfg.model = spec
         for key, value in overrides.items():
             if key in RESUME_OVERRIDABLE:
                 run_cfg[key] = value
@@ -146,8 +149,11 @@ class Trainer:
         cfg = self.cfg
         imgsz = int(cfg.imgsz)
         # datasets first: a bad data root fails before any model is built
-        self.train_set = build_dataset(cfg.data, split="train", imgsz=imgsz, augment=True, aug_cfg=cfg.get("augment"))
-        self.val_set = build_dataset(cfg.data, split="val", imgsz=imgsz, augment=False) if self.is_main else None
+        resumed = self.resume_path is not None  # a data config read from a checkpoint is only read, never written to
+        self.train_set = build_dataset(cfg.data, split="train", imgsz=imgsz, augment=True, aug_cfg=cfg.get("augment"),
+                                       read_only=resumed)
+        self.val_set = build_dataset(cfg.data, split="val", imgsz=imgsz, augment=False,
+                                     read_only=resumed) if self.is_main else None
         self.names = list(self.train_set.names)
         self.category_ids = list(self.train_set.category_ids) if getattr(self.train_set, "category_ids", None) else None
         self.mosaic_closed = False
@@ -167,16 +173,12 @@ class Trainer:
                                 seed=int(self.cfg.seed), distributed=self.distributed)
 
     def _build_model(self) -> None:
-        from hydra.errors import InstantiationException
-        from hydra.utils import instantiate
+        from ghostdet.models.registry import build_model, to_spec
 
         cfg = self.cfg
-        try:
-            model = instantiate(cfg.model, num_classes=len(self.names))
-        except InstantiationException as e:
-            if isinstance(e.__cause__, GhostdetError):
-                raise e.__cause__ from None
-            raise ConfigError(f"model: cannot build it from its config ({str(e).splitlines()[0]})") from None
+        # the spec, validated (a resumed run's comes from its checkpoint: only registered names are accepted)
+        self.model_spec = to_spec(cfg.model, "model")
+        model = build_model(self.model_spec, "model", num_classes=len(self.names))
         model.to(self.device)
         self.channels_last = self.device.type == "cuda" and bool(cfg.get("channels_last", True))
         if self.channels_last:
@@ -263,7 +265,7 @@ class Trainer:
         if self.is_main:
             log.info("training %s on %s: %d train images, %d classes, imgsz %d, batch %d x %d process(es), "
                      "accumulate %d (nominal batch %d), %d epochs, device %s%s",
-                     cfg.model.get("_target_", "model").rsplit(".", 1)[-1], cfg.data.get("format", "data"),
+                     self.model_spec["name"], cfg.data.get("format", "data"),
                      len(self.train_set), len(self.names), int(cfg.imgsz), int(cfg.batch), self.world_size,
                      self.accumulate, int(cfg.batch) * self.world_size * self.accumulate, self.epochs, self.device,
                      f", AMP {self.amp_dtype}" if self.amp_dtype else "")
@@ -465,6 +467,7 @@ class Trainer:
             "metrics": dict(self.last_metrics),
             "best_fitness": self.best_fitness,
             "best_metrics": dict(self.best_metrics),
+            "model_spec": self.model_spec,  # registered names + plain values: how the model is rebuilt
             "ghostdet_version": ghostdet.__version__,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

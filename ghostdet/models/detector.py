@@ -11,6 +11,7 @@ from ghostdet.models.heads.yolo_head import YOLOHead
 from ghostdet.models.layers import fuse_conv_bn_modules
 from ghostdet.models.necks.ghost_pan import GhostPAN
 from ghostdet.models.postprocess import postprocess
+from ghostdet.models.registry import register_detector
 from ghostdet.utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+@register_detector("ghost_yolo")
 class GhostYOLO(nn.Module):
     """Object detector built from any backbone that returns three maps (strides 8/16/32) and exposes
     ``out_channels``.

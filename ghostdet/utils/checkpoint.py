@@ -86,38 +86,70 @@ def model_state(ckpt: dict) -> dict:
     return state
 
 
+def model_spec_of(ckpt: dict, where: str = "checkpoint") -> dict:
+    """The validated model spec a checkpoint describes: its ``model_spec``, else (files written before the
+    registry) its ``config.model`` with every ``_target_`` mapped to a registered ghostdet name. Names must be
+    registered (import your plugins first) and arguments must fit the constructors.
+
+    Raises CheckpointError naming the file and the offending key for anything else; nothing is imported or called.
+    """
+    from ghostdet.models.registry import check_spec
+    from ghostdet.utils.errors import ConfigError
+
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{where}: not a ghostdet training checkpoint (not a dict); pass a weights/best.pt or last.pt written by tools/train.py")
+    node = ckpt.get("model_spec")
+    if node is None:
+        node = (ckpt.get("config") or {}).get("model") if isinstance(ckpt.get("config"), dict) else None
+    if node is None:
+        raise CheckpointError(f"{where}: not a ghostdet training checkpoint (no model spec); pass a weights/best.pt or last.pt written by tools/train.py")
+    try:
+        return check_spec(node, "model")
+    except ConfigError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+
+
 def build_model_from_checkpoint(ckpt_or_path: dict | str | os.PathLike, map_location: Any = "cpu"):
     """Rebuild the detector described by a ghostdet checkpoint and load its (EMA) weights.
 
-    Returns ``(model, meta)`` where meta has ``names``, ``category_ids``, ``imgsz`` and ``config``.
-    The model is in eval mode on ``map_location``.
+    The model is built only through the registry (``ghostdet.models.build_model``) from the stored spec, with
+    every ``pretrained`` path cleared (the weights come from the checkpoint). Returns ``(model, meta)`` where meta
+    has ``names``, ``category_ids``, ``imgsz``, ``config`` and ``spec``. The model is in eval mode on ``map_location``.
     """
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    from ghostdet.models.registry import build_model, without_pretrained
+    from ghostdet.utils.errors import GhostdetError
 
     if isinstance(ckpt_or_path, dict):
         ckpt, where = ckpt_or_path, "checkpoint"
     else:
         ckpt, where = load_checkpoint(ckpt_or_path, map_location="cpu"), str(ckpt_or_path)
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in (ckpt.get("config") or {}):
-        raise CheckpointError(f"{where}: not a ghostdet training checkpoint (no 'config.model'); pass a weights/best.pt or last.pt written by tools/train.py")
-    names = list(ckpt.get("names") or [])
-    model_cfg = OmegaConf.create(ckpt["config"]["model"])
+    spec = without_pretrained(model_spec_of(ckpt, where))
+    names = ckpt.get("names") or []
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{where}: 'names' must be a list of class-name strings")
+    names = list(names)
     try:
-        model = instantiate(model_cfg, num_classes=len(names)) if names else instantiate(model_cfg)
-    except Exception as e:  # a config this version cannot build
-        raise CheckpointError(f"{where}: cannot rebuild the model from its stored config ({type(e).__name__}: {e})") from None
+        model = build_model(spec, "model", **({"num_classes": len(names)} if names else {}))
+    except GhostdetError as e:
+        raise CheckpointError(f"{where}: cannot rebuild the model from its spec ({e})") from None
+    except Exception as e:  # a constructor rejecting a value this version cannot build
+        raise CheckpointError(f"{where}: cannot rebuild the model from its spec ({type(e).__name__}: {e})") from None
     state = model_state(ckpt)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise CheckpointError(f"{where}: weights do not fit the stored model spec ({str(e).splitlines()[-1].strip()})") from None
     if missing or unexpected:
         raise CheckpointError(
-            f"{where}: weights do not fit the stored model config (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
+            f"{where}: weights do not fit the stored model spec (missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
         )
     model.to(map_location).eval()
+    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     meta = {
         "names": names,
         "category_ids": ckpt.get("category_ids"),
-        "imgsz": (ckpt.get("config") or {}).get("imgsz", 640),
-        "config": ckpt.get("config"),
+        "imgsz": config.get("imgsz", 640),
+        "config": config,
+        "spec": spec,
     }
     return model, meta

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from ghostdet.models.backbones.pretrained import load_pretrained
 from ghostdet.utils.errors import ConfigError
+from ghostdet.models.registry import register_backbone
 
 # variant: (blocks per stage, stage widths, group width) of the RegNetX design each one is built on.
 GGHOST_REGNETX_CFG = {
@@ -120,6 +121,7 @@ class GGhostStage(nn.Module):
         return self.end(torch.cat((raw, cheap), 1))
 
 
+@register_backbone("gghost_regnet")
 class GGhostRegNet(nn.Module):
     """G-Ghost RegNetX: ``GGhostRegNet(variant="032", num_classes=1000, features_only=False, pretrained=None)``.
 

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from ghostdet.models.backbones.pretrained import load_pretrained
 from ghostdet.models.layers import GhostModule, SqueezeExcite, add_residual, fuse_conv_bn, make_divisible
+from ghostdet.models.registry import register_backbone
 
 # One row per block: (dw kernel, expansion channels, out channels, SE ratio, stride); one list per stage
 # (the stage grouping decides the authors' ``blocks.<stage>.<block>`` key names).
@@ -225,11 +226,17 @@ class GhostNetBase(nn.Module):
         return self.classifier(self.dropout(x))
 
 
+@register_backbone("ghostnet")
 class GhostNet(GhostNetBase):
     """GhostNet: ``GhostNet(width=1.0, num_classes=1000, features_only=False, pretrained=None)``.
 
     Paper table (params / MACs at 224): 0.5x 2.6M/42M, 1.0x 5.2M/141M, 1.3x 7.3M/226M.
     """
+
+    def __init__(self, width: float = 1.0, num_classes: int = 1000, features_only: bool = False,
+                 pretrained: str | os.PathLike | None = None, dropout: float = 0.2, in_chans: int = 3):
+        # explicit arguments (no **block_options): the registry checks a spec's keys against this signature
+        super().__init__(width, num_classes, features_only, pretrained, dropout, in_chans)
 
 
 def ghostnet_050(**kwargs) -> GhostNet:

@@ -6,11 +6,14 @@ timm's ``ghostnetv2_*`` models.
 """
 from __future__ import annotations
 
+import os
+
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ghostdet.models.backbones.ghostnet import GhostBottleneck, GhostNetBase
 from ghostdet.models.layers import GhostModule
+from ghostdet.models.registry import register_backbone
 
 
 class GhostModuleV2(GhostModule):
@@ -40,12 +43,19 @@ class GhostModuleV2(GhostModule):
         return out * F.interpolate(attention.sigmoid(), size=out.shape[-2:], mode="nearest")
 
 
+@register_backbone("ghostnetv2")
 class GhostNetV2(GhostNetBase):
     """GhostNetV2: ``GhostNetV2(width=1.0, num_classes=1000, features_only=False, pretrained=None)``.
 
     Paper table (params / MACs at 224): 1.0x 6.2M/167M, 1.3x 9.0M/269M, 1.6x 12.4M/399M.
     The first two bottlenecks (stride 2 and 4, large maps) keep the plain ghost module, as in the paper.
     """
+
+    def __init__(self, width: float = 1.0, num_classes: int = 1000, features_only: bool = False,
+                 pretrained: str | os.PathLike | None = None, dropout: float = 0.2, in_chans: int = 3):
+        # explicit arguments (no **block_options): the registry checks a spec's keys against this signature
+        super().__init__(width, num_classes, features_only, pretrained, dropout, in_chans)
+
 
     def make_block(self, in_chs, mid_chs, out_chs, kernel, stride, se_ratio, block_index) -> nn.Module:
         expand = GhostModuleV2 if block_index > 1 else GhostModule

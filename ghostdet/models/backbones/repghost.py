@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from ghostdet.models.backbones.ghostnet import GhostBottleneck, GhostNetBase
 from ghostdet.models.layers import fuse_conv_bn
+from ghostdet.models.registry import register_backbone
 
 # Same stages as GhostNet with half the expansion channels: (dw kernel, expansion, out, SE ratio, stride).
 REPGHOSTNET_CFG = [
@@ -95,6 +96,7 @@ class RepGhostModule(nn.Module):
         self.deploy = True
 
 
+@register_backbone("repghostnet")
 class RepGhostNet(GhostNetBase):
     """RepGhostNet: ``RepGhostNet(width=1.0, num_classes=1000, features_only=False, pretrained=None,
     deploy=False)``.

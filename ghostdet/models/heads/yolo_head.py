@@ -10,8 +10,10 @@ import torch.nn as nn
 
 from ghostdet.models.boxes import dist2bbox, make_anchors
 from ghostdet.models.necks.ghost_pan import DepthwiseSeparableConv
+from ghostdet.models.registry import register_head
 
 
+@register_head("yolo_head")
 class YOLOHead(nn.Module):
     """Per level: a box branch and a classification branch (``num_convs`` depthwise-separable convs each),
     then a 1x1 conv to ``4 * reg_max`` box logits and one to ``num_classes`` class logits.

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ghostdet.models.layers import ConvBNAct, GhostModule, add_residual
+from ghostdet.models.registry import register_neck
 
 
 class DepthwiseSeparableConv(nn.Module):
@@ -53,6 +54,7 @@ class GhostBlock(nn.Module):
         return self.blocks(self.squeeze(x))
 
 
+@register_neck("ghost_pan")
 class GhostPAN(nn.Module):
     """FPN (top-down) + PAN (bottom-up) over three levels (strides 8/16/32).
 
