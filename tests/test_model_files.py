@@ -231,3 +231,59 @@ def test_hostile_checkpoints_are_refused_by_every_tool(tmp_path):
             assert "refused" in lines[0] or "unknown argument" in lines[0], (kind, args[0].name, lines[0])
             assert marker is None or not marker.exists(), (kind, args[0].name)
     assert _snapshot(tmp_path) == before
+
+
+PLUGIN = '''
+import torch.nn as nn
+from ghostdet.models import register_backbone
+
+
+@register_backbone("plugin_tiny_backbone")
+class PluginTinyBackbone(nn.Module):
+    def __init__(self, width: int = 8, features_only: bool = True):
+        super().__init__()
+        self.out_channels = [width, width, width]
+        self.convs = nn.ModuleList(nn.Conv2d(3, width, 1, stride=s) for s in (8, 16, 32))
+
+    def forward(self, x):
+        return [conv(x) for conv in self.convs]
+'''
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_a_plugin_model_loads_only_when_the_user_imports_the_plugin(tmp_path, monkeypatch):
+    (tmp_path / "my_plugin_mod.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    importlib.import_module("my_plugin_mod")
+    spec = {"name": "ghost_yolo", "backbone": {"name": "plugin_tiny_backbone", "width": 8}, "neck_channels": 16}
+    model = build_model(spec, num_classes=2)
+    save_checkpoint({"model": model.state_dict(), "ema": None, "names": ["a", "b"], "config": {"imgsz": 64},
+                     "model_spec": spec, "ghostdet_version": "0.1.0"}, tmp_path / "plugin.pt")
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "photo.jpg"), np.full((64, 64, 3), 127, np.uint8))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    base = [sys.executable, str(PROJECT_ROOT / "tools" / "detect.py"), str(tmp_path / "photo.jpg"),
+            "--weights", str(tmp_path / "plugin.pt"), "--out", str(tmp_path / "out")]
+    refused = subprocess.run(base, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert refused.returncode == 1 and len(lines) == 1, refused.stderr
+    assert "'plugin_tiny_backbone' is not registered" in lines[0] and "--plugins" in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
+    loaded = subprocess.run(base + ["--plugins", "my_plugin_mod"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr
+    assert (tmp_path / "out" / "predictions.json").is_file()
+
+
+def test_a_data_config_read_from_a_checkpoint_writes_nothing(tmp_path):
+    """eval/resume read the stored data config read-only: no shapes set generated, no scan cache written."""
+    from ghostdet.data import build_dataset
+    from ghostdet.utils.errors import DataError
+
+    with pytest.raises(DataError):
+        build_dataset({"format": "shapes", "root": str(tmp_path / "shapes")}, split="val", imgsz=64, read_only=True)
+    assert list(tmp_path.iterdir()) == []
