@@ -92,7 +92,7 @@ def test_missing_root_is_a_one_line_error(tmp_path):
     with pytest.raises(ConfigError, match="data.root"):
         build_dataset({"format": "yolo", "root": None, "train": "images/train"}, "train")
     with pytest.raises(ConfigError, match="data.format"):
-        build_dataset({"format": "voc", "root": str(tmp_path)}, "train")
+        build_dataset({"format": "darknet", "root": str(tmp_path)}, "train")
 
 
 def test_scan_cache_is_reused_and_invalidated(tmp_path, caplog):

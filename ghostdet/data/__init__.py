@@ -17,12 +17,12 @@ warning naming the file (and line); the scan summary is logged and kept in ``dat
 
 A dataset (``DetectionDataset``) exposes:
   - ``names`` (list[str]), ``num_classes``, ``category_ids`` (COCO category id per contiguous class, or
-    None for YOLO data), ``coco_gt()`` (pycocotools COCO of the split in original pixels,
+    None for YOLO and VOC data), ``coco_gt()`` (pycocotools COCO of the split in original pixels,
     crowd annotations included; category ids are ``category_ids`` or, when None, the class index);
   - ``records`` (scanned ``ImageRecord`` list: file, image_id, height, width, boxes, labels, crowd boxes),
     ``report`` (``ScanReport``), ``imgsz``, ``augment``;
   - ``dataset[i]`` → sample dict: ``image`` HxWx3 uint8 RGB (transformed), ``boxes`` float32 (N,4) xyxy
-    input pixels, ``labels`` int64 (N,), ``crowd_boxes`` float32 (M,4) (COCO ``iscrowd`` regions, transformed
+    input pixels, ``labels`` int64 (N,), ``crowd_boxes`` float32 (M,4) (COCO ``iscrowd`` / VOC ``difficult`` regions, transformed
     like the boxes; never targets, the loss ignores them), ``image_id``, ``file``, ``orig_size`` (h, w), ``ratio`` and
     ``pad`` (left, top) of the letterbox (None for augmented training samples, whose geometry is random);
   - ``load_image(i)`` → original image (upright, RGB uint8); ``set_mosaic(enabled)``;
@@ -46,6 +46,7 @@ from ghostdet.data.loader import build_dataloader, collate_fn
 from ghostdet.data.scan import ImageRecord, ScanReport
 from ghostdet.data.shapes import generate_shapes
 from ghostdet.data.transforms import DEFAULT_AUG, eval_transform
+from ghostdet.data.voc import scan_voc
 from ghostdet.data.yolo import scan_yolo
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "probe_image",
     "read_image",
     "scan_coco",
+    "scan_voc",
     "scan_yolo",
     "unletterbox_boxes",
 ]

@@ -1,5 +1,5 @@
-"""The dataset object and its builder over the formats: COCO json (``coco.py``), YOLO txt (``yolo.py``) and
-the generated ``shapes`` set (``shapes.py``, COCO json on disk).
+"""The dataset object and its builder over the formats: COCO json (``coco.py``), YOLO txt (``yolo.py``), Pascal
+VOC / LabelImg xml (``voc.py``) and the generated ``shapes`` set (``shapes.py``, COCO json on disk).
 
 ``build_dataset`` validates the ``data`` config node, scans the split (or loads its scan cache), logs the
 report and returns a ``DetectionDataset``. Setup faults (no root, no annotation file, no usable image)
@@ -24,12 +24,13 @@ from ghostdet.data.image_io import read_image
 from ghostdet.data.scan import ImageRecord, ScanReport
 from ghostdet.data.letterbox import letterbox_boxes
 from ghostdet.data.transforms import IGNORE_LABEL, TrainTransform, eval_transform
+from ghostdet.data.voc import scan_voc
 from ghostdet.data.yolo import scan_yolo
 from ghostdet.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("coco", "yolo", "shapes")
+FORMATS = ("coco", "yolo", "voc", "shapes")
 
 
 # ------------------------------------------------------------------------------------------------ dataset
@@ -214,7 +215,7 @@ def build_dataset(data_cfg, split: str = "train", imgsz: int = 640, augment: boo
                   cache: bool | None = None, seed: int | None = None, read_only: bool = False) -> DetectionDataset:
     """Scan and validate one split of the dataset described by the Hydra ``data`` node.
 
-    ``data_cfg``: ``format`` (coco | yolo | shapes), ``root``, ``train``/``val`` (image folders, relative to
+    ``data_cfg``: ``format`` (coco | yolo | voc | shapes), ``root``, ``train``/``val`` (image folders, relative to
     root), ``train_ann``/``val_ann`` (COCO json, relative to root), optional ``names``, ``cache`` (scan
     cache; ``cache`` here overrides it). ``augment`` defaults to ``split == "train"``; ``seed`` seeds the
     augmentation when no DataLoader worker re-seeds it. ``read_only`` (a data config read from a checkpoint)
@@ -233,6 +234,8 @@ def build_dataset(data_cfg, split: str = "train", imgsz: int = 640, augment: boo
         ensure_shapes(cfg)
     if fmt in ("coco", "shapes"):
         records, report, names, category_ids = scan_coco(cfg, split, use_cache)
+    elif fmt == "voc":
+        records, report, names, category_ids = scan_voc(cfg, split, use_cache)
     else:
         records, report, names, category_ids = scan_yolo(cfg, split, use_cache)
     report.log(log)
@@ -261,7 +264,7 @@ def _available_memory() -> int | None:
 
 def _as_dict(data_cfg) -> dict:
     if data_cfg is None:
-        raise ConfigError("no data config: pass data=<shapes|coco128|coco|yolo>")
+        raise ConfigError("no data config: pass data=<shapes|coco128|coco|yolo|voc>")
     from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 

@@ -79,12 +79,14 @@ class ScanReport:
     boxes_kept: int = 0
     boxes_clipped: int = 0  # kept after clipping to the image by more than CLIP_WARN_PX
     crowd_kept: int = 0
-    orphan_labels: int = 0  # YOLO label files without an image
+    orphan_labels: int = 0  # YOLO label files (or VOC xml files) without an image
     images_skipped: Counter = field(default_factory=Counter)  # reason -> count
     boxes_dropped: Counter = field(default_factory=Counter)  # reason -> count
     json_problems: Counter = field(default_factory=Counter)  # reason -> count (COCO json structure)
     class_counts: Counter = field(default_factory=Counter)  # class index -> kept boxes
     problems: list = field(default_factory=list)  # one line per problem, naming the file
+    annotation_kind: str = "json"  # what json_problems are about in the summary ("xml" for Pascal VOC)
+    crowd_kind: str = "crowd"  # what the ignore regions are called in the summary ("difficult" for Pascal VOC)
     from_cache: bool = False
 
     def skip_image(self, file: str, reason: str, detail: str = "") -> None:
@@ -107,11 +109,11 @@ class ScanReport:
             f"{self.split}: {self.images_used}/{self.images_found} images used ({self.backgrounds} background)",
             f"skipped: {fmt(self.images_skipped)}",
             f"{self.boxes_kept} boxes kept ({self.boxes_clipped} clipped"
-            + (f", {self.crowd_kept} crowd for eval)" if self.crowd_kept else ")"),
+            + (f", {self.crowd_kept} {self.crowd_kind} for eval)" if self.crowd_kept else ")"),
             f"dropped: {fmt(self.boxes_dropped)}",
         ]
         if self.json_problems:
-            parts.append(f"json problems: {fmt(self.json_problems)}")
+            parts.append(f"{self.annotation_kind} problems: {fmt(self.json_problems)}")
         if self.orphan_labels:
             parts.append(f"{self.orphan_labels} label files without an image")
         return "; ".join(parts) + (" [from cache]" if self.from_cache else "")
