@@ -1,11 +1,13 @@
 """Building blocks shared by backbones, necks and heads."""
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 
 def make_divisible(v: float, divisor: int = 4, min_value: int | None = None) -> int:
@@ -91,13 +93,10 @@ class GhostModule(nn.Module):
 
 @torch.no_grad()
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A conv with bias equal to ``bn(conv(x))`` in eval mode."""
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    """A conv with bias equal to ``bn(conv(x))`` in eval mode (torch's own folding arithmetic; inputs untouched)."""
+    fused = copy.deepcopy(conv)
+    fused.weight, fused.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                                                    bn.weight, bn.bias)
     return fused
 
 

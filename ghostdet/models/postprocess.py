@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from ghostdet.utils.errors import ConfigError
 
@@ -63,8 +63,7 @@ def postprocess(boxes, scores, conf: float = 0.25, iou: float = 0.45, max_det: i
             anchor_idx, labels, cand_scores = anchor_idx[top], labels[top], cand_scores[top]
         cand_boxes = image_boxes[anchor_idx]
         if clip_shape is not None:
-            cand_boxes = torch.stack((cand_boxes[:, 0].clamp(0, clip_shape[1]), cand_boxes[:, 1].clamp(0, clip_shape[0]),
-                                      cand_boxes[:, 2].clamp(0, clip_shape[1]), cand_boxes[:, 3].clamp(0, clip_shape[0])), 1)
+            cand_boxes = clip_boxes_to_image(cand_boxes, (int(clip_shape[0]), int(clip_shape[1])))
         keep = batched_nms(cand_boxes, cand_scores, labels, iou)[:max_det]  # sorted by score
         results.append({"boxes": cand_boxes[keep], "scores": cand_scores[keep], "labels": labels[keep].long()})
     return results
