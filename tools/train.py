@@ -17,9 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from _common import check_checkpoints_before_hydra, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
 from ghostdet.models import import_plugins
-from ghostdet.engine import RESUME_OVERRIDABLE, find_resume_checkpoint, run_dir_of_checkpoint, train
-
-_NO_RESUME = (None, False, "", "null", "None", "false", "False")
+from ghostdet.engine import RESUME_OVERRIDABLE, find_resume_checkpoint, is_no_resume, run_dir_of_checkpoint, train
 
 
 def _rank() -> int:
@@ -30,7 +28,7 @@ def _train_dir(resume, default: str) -> str:
     """Hydra's run dir: a resumed run continues in its own; ranks > 0 of a DDP run write nothing and get a scratch dir."""
     if _rank() > 0:
         return os.path.join(tempfile.gettempdir(), f"ghostdet-rank{_rank()}-{os.getpid()}")
-    if resume in _NO_RESUME:
+    if is_no_resume(resume):
         return default
     try:
         return str(run_dir_of_checkpoint(find_resume_checkpoint(resume)))
@@ -42,7 +40,7 @@ def _hydra_subdir(resume):
     if _rank() > 0:
         return None
     # keep the original run's .hydra/ config; record the resume command beside it
-    return ".hydra" if resume in _NO_RESUME else ".hydra/resume"
+    return ".hydra" if is_no_resume(resume) else ".hydra/resume"
 
 
 OmegaConf.register_new_resolver("ghostdet_train_dir", _train_dir, replace=True)

@@ -93,7 +93,7 @@ class DetectionDataset(Dataset):
             boxes = np.concatenate([boxes, rec.crowd_boxes])
             labels = np.concatenate([labels, np.full(len(rec.crowd_boxes), IGNORE_LABEL, dtype=np.int64)])
         boxes = (boxes * ratio).astype(np.float32)
-        if self._ram is not None and self.augment:  # (an eval set caches letterboxed samples instead)
+        if self._ram is not None and self.augment and self._ram[index] is not None:  # (eval caches letterboxed samples)
             return self._ram[index], boxes, labels
         size = (max(1, round(rec.width * ratio)), max(1, round(rec.height * ratio)))
         # let the JPEG decoder shrink big images by 2/4/8 (never below imgsz): most of the decode cost saved
@@ -143,7 +143,13 @@ class DetectionDataset(Dataset):
         load = self.load_resized if self.augment else self._eval_sample
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
             items = list(pool.map(load, range(len(self))))
-        self._ram = [item[0] for item in items] if self.augment else items
+        if self.augment:
+            # an image that failed to decode is not cached: its grey stand-in must never come back with the record's
+            # boxes (load_resized returns the stand-in without boxes, which is how a failure shows here)
+            expected = [len(r.boxes) + (len(r.crowd_boxes) if r.crowd_boxes is not None else 0) for r in self.records]
+            self._ram = [img if len(boxes) == n else None for (img, boxes, _), n in zip(items, expected)]
+        else:
+            self._ram = items  # an eval stand-in is cached with its (empty) boxes; __getitem__ drops its labels too
         log.info("cached %d images in RAM (%.2f GB) in %.1f s", len(self), need / 1e9, time.perf_counter() - start)
         return True
 

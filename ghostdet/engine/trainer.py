@@ -33,6 +33,17 @@ class TrainingError(GhostdetError):
     """Training cannot go on (e.g. the loss stayed non-finite); the last good checkpoint is kept."""
 
 
+_NO_RESUME_STRINGS = ("", "null", "none", "false")
+
+
+def is_no_resume(value: Any) -> bool:
+    """The one definition of "no resume": ``None``, ``False``, or (any case, spaces ignored) ``""``, ``"null"``,
+    ``"none"``, ``"false"`` — e.g. ``resume=None`` from the command line reaches Hydra as the string ``"None"``."""
+    if value is None or value is False:
+        return True
+    return isinstance(value, str) and value.strip().lower() in _NO_RESUME_STRINGS
+
+
 def find_resume_checkpoint(resume: Any, runs_root: str | Path = "runs/train") -> Path:
     """``resume=true`` → the newest ``<runs_root>/**/weights/last.pt``; a path → that file (or ``<dir>/weights/last.pt``)."""
     if resume is True or str(resume).lower() == "true":
@@ -69,12 +80,12 @@ class Trainer:
         self.rank, self.local_rank, self.world_size = dist_utils.env_world()
         self.ckpt: dict | None = None
         self.resume_path: Path | None = None
-        if cfg.get("resume") not in (None, False, "", "false", "False"):
+        if not is_no_resume(cfg.get("resume")):
             cfg, run_dir = self._load_resume(cfg, resume_overrides or {})
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.weights_dir = self.run_dir / "weights"
-        self.device = select_device(cfg.device, self.local_rank)
+        self.device = select_device(cfg.device, self.local_rank, self.world_size)
         self.distributed = dist_utils.init_distributed(self.device)
         self.is_main = dist_utils.is_main_process()
         if self.distributed:
@@ -478,7 +489,7 @@ class Trainer:
     def _end_epoch(self, epoch: int, losses: dict, metrics: dict | None, seconds: float) -> None:
         done = epoch + 1
         if metrics is not None:
-            self.last_metrics = metrics
+            self.last_metrics = {**metrics, "epoch": done}  # a checkpoint's "metrics" say which epoch they are from
         improved = False
         if metrics is not None and (self.best_fitness is None or metrics["mAP50-95"] > self.best_fitness):
             self.best_fitness, self.best_metrics = metrics["mAP50-95"], {**metrics, "epoch": done}
@@ -486,7 +497,7 @@ class Trainer:
         ckpt = self.checkpoint(done)
         save_checkpoint(ckpt, self.weights_dir / "last.pt")
         self.epochs_done, self._in_epoch = done, False
-        if improved or not (self.weights_dir / "best.pt").exists():
+        if improved:  # best.pt: the best *evaluated* weights only (its best_metrics["epoch"] == its "epoch")
             save_checkpoint(ckpt, self.weights_dir / "best.pt")
         self.logger.log_epoch(done, losses, self.optimizer.param_groups[0]["lr"], metrics, seconds)
         msg = f"epoch {done}/{self.epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items())
@@ -528,4 +539,5 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_overrides: dict | None = 
         dist_utils.cleanup()
 
 
-__all__ = ["Trainer", "TrainingError", "train", "find_resume_checkpoint", "run_dir_of_checkpoint", "RESUME_OVERRIDABLE"]
+__all__ = ["Trainer", "TrainingError", "train", "find_resume_checkpoint", "is_no_resume", "run_dir_of_checkpoint",
+           "RESUME_OVERRIDABLE"]

@@ -1,17 +1,28 @@
 """One place that turns a user's device string into a usable torch.device."""
 from __future__ import annotations
 
+import logging
+import os
+
 import torch
 
 from ghostdet.utils.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 _EXPECTED = "expected auto, cpu, cuda, cuda:N, N (GPU index) or mps"
 
 
-def select_device(spec: str | int | torch.device | None = "auto", local_rank: int = 0) -> torch.device:
+def select_device(spec: str | int | torch.device | None = "auto", local_rank: int = 0,
+                  world_size: int = 1) -> torch.device:
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N``, ``N`` (ultralytics style), ``mps``.
 
-    Under torchrun, ``auto``/``cuda`` give each process its own GPU (``cuda:LOCAL_RANK``).
+    Under a distributed launch (torchrun: ``world_size`` > 1, ``local_rank`` = LOCAL_RANK) every process gets the
+    same device string, so ``auto``/``cuda``/``cuda:0``/``0`` all mean "this rank's GPU": ``cuda:LOCAL_RANK``
+    (logged). When each process sees exactly one GPU (``CUDA_VISIBLE_DEVICES`` set per process) that GPU is
+    ``cuda:0`` for every rank. Another index (``cuda:1``) is only accepted on LOCAL_RANK 0 (one process per
+    machine, on the GPU the user picked); on a rank > 0 it would put several ranks on one GPU, a ConfigError
+    that says to use ``device=cuda``.
     Raises ConfigError with a one-line message when the device does not exist here.
     """
     if isinstance(spec, torch.device):
@@ -33,14 +44,38 @@ def select_device(spec: str | int | torch.device | None = "auto", local_rank: in
                 f"device={spec}: CUDA is not available (torch {torch.__version__}, "
                 f"built for CUDA {torch.version.cuda or 'none'}); use device=cpu or device=auto"
             )
-        index = local_rank
+        index = None
         if ":" in s:
             try:
                 index = int(s.split(":", 1)[1])
             except ValueError:
                 raise ConfigError(f"device={spec}: {_EXPECTED}") from None
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"device={spec}: there are only {torch.cuda.device_count()} CUDA device(s); "
-                              f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        count = torch.cuda.device_count()
+        if world_size > 1:
+            index = _rank_gpu(spec, index, local_rank, world_size, count)
+        elif index is None:
+            index = local_rank
+        if index >= count:
+            where = f" (LOCAL_RANK={local_rank}: start at most {count} process(es) per machine)" \
+                if world_size > 1 else ""
+            raise ConfigError(f"device={spec}: there are only {count} CUDA device(s){where}; "
+                              f"use cuda:0..cuda:{count - 1}")
         return torch.device("cuda", index)
     raise ConfigError(f"device={spec}: {_EXPECTED}")
+
+
+def _rank_gpu(spec, index: int | None, local_rank: int, world_size: int, count: int) -> int:
+    """The GPU index of this process under a distributed launch (the rule in ``select_device``)."""
+    if count == 1 and os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+        chosen = 0 if index is None else index  # each process was given its own single GPU
+    elif index in (None, 0):
+        chosen = local_rank
+    elif local_rank == 0:
+        chosen = index
+    else:
+        raise ConfigError(f"device={spec} under a distributed launch (LOCAL_RANK={local_rank}, "
+                          f"WORLD_SIZE={world_size}) would put every process on GPU {index}; use device=cuda "
+                          f"(each rank takes cuda:LOCAL_RANK) or give each process its own GPU with CUDA_VISIBLE_DEVICES")
+    log.info("device=%s, distributed launch (WORLD_SIZE=%d): LOCAL_RANK %d uses cuda:%d",
+             spec, world_size, local_rank, chosen)
+    return chosen
