@@ -1,9 +1,11 @@
-"""Benchmark detectors: params, GFLOPs, CPU latency (eager / fused / ONNX Runtime), mAP (see configs/benchmark.yaml).
+"""Benchmark detectors: params, GFLOPs, CPU latency (eager / fused / ONNX Runtime / OpenVINO fp32 and bf16), mAP
+(see configs/benchmark.yaml).
 
 Examples:
     python tools/benchmark.py models=[ghost_yolo,repghost_yolo,ghostv2_yolo] imgsz=320
     python tools/benchmark.py models=[runs/train/<date>/<time>/weights/best.pt] data=coco128 imgsz=320
     python tools/benchmark.py imgsz=640 batch_sizes=[1,8] threads=2 repeats=20
+    python tools/benchmark.py imgsz=320 batch_sizes=[1] threads=2 modes=[fused,onnxruntime,openvino,openvino-bf16]
 """
 from __future__ import annotations
 
@@ -90,8 +92,12 @@ def main(cfg: DictConfig) -> None:
     headers, rows = benchmark_rows(results, batch_sizes)
     load = f"{env['load_avg_1m']:.1f}" if env["load_avg_1m"] is not None else "unknown"
     note = (f"{imgsz}x{imgsz}, {env['device']} ({env['cpu']}), {threads} threads, torch {env['torch']}, "
-            f"onnxruntime {env['onnxruntime'] or 'not installed'}; median of {cfg.repeats} runs after {cfg.warmup} "
+            f"onnxruntime {env['onnxruntime'] or 'not installed'}, openvino {env['openvino'] or 'not installed'}; "
+            f"median of {cfg.repeats} runs after {cfg.warmup} "
             f"warm-up; forward + box decoding, no NMS; load average {load} on {env['cpus']} CPUs")
+    skipped = sorted({f"{mode}: {why}" for r in results for mode, why in r["skipped"].items()})
+    if skipped:
+        note += "; skipped " + "; ".join(skipped)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "benchmark.md").write_text(markdown_table(headers, rows) + f"\n\n{note}\n")
     report = {"environment": env, "settings": OmegaConf.to_container(cfg, resolve=True), "results": results}

@@ -1,7 +1,9 @@
-"""Detect objects in images, folders, glob patterns and videos with a trained Ghost-YOLO (.pt) or its ONNX export.
+"""Detect objects in images, folders, glob patterns and videos with a trained Ghost-YOLO (.pt), its ONNX export or
+its OpenVINO export (folder).
 
     python tools/detect.py photo.jpg                                  # newest runs/train/*/*/weights/best.pt
     python tools/detect.py "my photos/" "shots/*.png" clip.mp4 --weights best.onnx --conf 0.3
+    python tools/detect.py photos/ --weights best_openvino/ --precision auto --threads 2
     python tools/detect.py images/ --classes person,car --no-save     # predictions.json only
 
 Writes annotated images (videos as .mp4) and predictions.json to runs/detect/<n> (or --out).
@@ -19,12 +21,17 @@ from ghostdet.inference.predictor import parse_imgsz
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Run a ghostdet detector on images, folders, glob patterns or videos.")
     p.add_argument("source", nargs="+", help="image/video files, folders, or glob patterns (quote patterns)")
-    p.add_argument("--weights", help="a .pt checkpoint or an exported .onnx; default: the newest runs/train/*/*/weights/best.pt")
+    p.add_argument("--weights", help="a .pt checkpoint, an exported .onnx, or an OpenVINO export folder (best_openvino/) "
+                   "or its .xml; default: the newest runs/train/*/*/weights/best.pt")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
     p.add_argument("--imgsz", type=parse_imgsz, help="inference size: 640, or height,width (e.g. 480,640); "
                    "default: the training size (.pt) or the exported size (.onnx)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or N (default cpu)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto",
+                   help="OpenVINO inference precision: auto = bf16 where the CPU reports BF16 support, else fp32 "
+                   "(default auto)")
+    p.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
     p.add_argument("--classes", action="append", help="keep only these classes: indices or names, comma-separated "
                    "(--classes 0,2 or --classes person,car; may be repeated)")
     p.add_argument("--max-det", type=int, default=300, help="most detections per image (default 300)")
@@ -60,10 +67,18 @@ def main(argv=None) -> None:
     classes = [c.strip() for item in args.classes or [] for c in item.split(",") if c.strip()] or None
     files = collect_sources(args.source)  # fail on a missing path before the model is loaded
     weights = Path(args.weights) if args.weights else find_latest_weights()
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads {args.threads}: must be >= 1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # PyTorch's threads are process-wide; ONNX/OpenVINO get them per model
     detector = Detector.from_file(weights, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-                                  max_det=args.max_det, classes=classes)
+                                  max_det=args.max_det, classes=classes, precision=args.precision, threads=args.threads)
     if not args.imgsz:
         print(f"using {weights} at {detector.imgsz[0]}x{detector.imgsz[1]}")
+    if detector.backend.kind == "openvino":
+        print(f"OpenVINO precision {detector.backend.precision} ({detector.backend.precision_reason})")
     detector.warmup()  # lazy initialisation would otherwise be billed to the first image's time
     out = Path(args.out) if args.out else increment_dir("runs/detect")
     images = sum(not f.is_video for f in files)
@@ -86,7 +101,8 @@ def main(argv=None) -> None:
     what = f"{n_done} images and video frames" if videos else f"{n_done} image(s)"
     print(f"{what}: {per['preprocess']:.1f} ms preprocess, "
           f"{per['inference']:.1f} ms inference, {per['postprocess']:.1f} ms postprocess per image at "
-          f"{detector.imgsz[0]}x{detector.imgsz[1]} ({detector.backend.kind})")
+          f"{detector.imgsz[0]}x{detector.imgsz[1]} ({detector.backend.kind}"
+          f"{' ' + detector.backend.precision if detector.backend.kind == 'openvino' else ''})")
     saved = [] if args.no_save else ["annotated images" + (" and videos" if videos else "")]
     if args.save_json:
         saved.append("predictions.json")

@@ -1,7 +1,8 @@
-"""Export a trained Ghost-YOLO to ONNX or TorchScript, check it against PyTorch, print size and latency.
+"""Export a trained Ghost-YOLO to ONNX, OpenVINO IR or TorchScript, check it against PyTorch, print size and latency.
 
     python tools/export.py --weights runs/train/.../weights/best.pt --format onnx --imgsz 640
     python tools/export.py --weights best.pt --format onnx --dynamic --source photo.jpg
+    python tools/export.py --weights best.pt --format openvino --precision auto   # -> best_openvino/
     python tools/export.py --weights best.pt --format torchscript
 """
 from __future__ import annotations
@@ -13,27 +14,32 @@ import sys
 from _common import add_plugins_argument, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
 from ghostdet.inference.predictor import parse_imgsz
 
-from ghostdet.utils.errors import CheckpointError, ConfigError
+from ghostdet.utils.errors import CheckpointError, ConfigError, ExportMismatchError
 
 log = logging.getLogger("export")
 
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
+SUFFIXES = {"onnx": ".onnx", "openvino": "_openvino", "torchscript": ".torchscript"}
+RUNTIMES = {"onnx": "ONNX Runtime", "openvino": "OpenVINO", "torchscript": "TorchScript"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Export a ghostdet checkpoint to ONNX or TorchScript and verify the file.")
+    p = argparse.ArgumentParser(description="Export a ghostdet checkpoint to ONNX, OpenVINO or TorchScript and verify the file.")
     p.add_argument("--weights", help="checkpoint (.pt) to export; default: the newest runs/train/*/*/weights/best.pt")
     p.add_argument("--format", choices=sorted(SUFFIXES), default="onnx")
     p.add_argument("--imgsz", type=parse_imgsz, help="input size: 640, or height,width (e.g. 480,640); "
                    "default: the training size stored in the checkpoint")
-    p.add_argument("--out", help="output file (default: next to the weights, e.g. best.onnx)")
-    p.add_argument("--dynamic", action="store_true", help="ONNX: free batch, height and width axes")
+    p.add_argument("--out", help="output file, or folder for openvino (default: next to the weights, e.g. best.onnx, "
+                   "best_openvino/)")
+    p.add_argument("--dynamic", action="store_true", help="ONNX/OpenVINO: free batch, height and width axes")
     p.add_argument("--half", action="store_true", help="FP16 weights and input (for GPU runtimes)")
-    p.add_argument("--batch", type=int, default=1, help="ONNX: fixed batch size (ignored with --dynamic)")
+    p.add_argument("--batch", type=int, default=1, help="ONNX/OpenVINO: fixed batch size (ignored with --dynamic)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="OpenVINO: also check the export in this inference precision (auto: bf16 where the CPU "
+                   "reports BF16); the FP32 check always runs (default fp32)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--device", default="cpu", help="device to trace on: cpu, cuda, cuda:N (--half needs cuda to verify fast)")
     p.add_argument("--source", help="image used to check the export against PyTorch (default: a synthetic scene)")
-    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime / TorchScript check")
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime / OpenVINO / TorchScript check")
     p.add_argument("--verbose", action="store_true")
     add_plugins_argument(p)
     return p.parse_args(argv)
@@ -64,33 +70,69 @@ def main(argv=None) -> None:
         raise ConfigError(f"--batch {args.batch}: must be >= 1")
     model, meta = build_model_from_checkpoint(weights, map_location=device)
     imgsz = normalize_imgsz(args.imgsz or meta.get("imgsz") or 640)
-    out = Path(args.out) if args.out else weights.with_suffix(SUFFIXES[args.format])
+    if args.format == "openvino":
+        from ghostdet.export.openvino import openvino_dir_for
+        from ghostdet.inference.openvino import import_openvino
+
+        import_openvino()  # fail before the slow ONNX export when openvino is missing
+        if args.half:
+            raise ConfigError("--half is for GPU runtimes; OpenVINO IRs are written with FP32 weights: "
+                              "drop --half and run them with --precision bf16 (or auto) instead")
+        out = Path(args.out) if args.out else openvino_dir_for(weights)
+    else:
+        out = Path(args.out) if args.out else weights.with_suffix(SUFFIXES[args.format])
     if args.format == "onnx":
         export_onnx(model, out, imgsz, dynamic=args.dynamic, half=args.half, opset=args.opset or DEFAULT_OPSET,
                     batch=args.batch, names=meta["names"], category_ids=meta.get("category_ids"), device=device)
+    elif args.format == "openvino":
+        from ghostdet.export.openvino import export_openvino
+
+        export_openvino(model, out, imgsz, dynamic=args.dynamic, batch=args.batch, names=meta["names"],
+                        category_ids=meta.get("category_ids"), opset=args.opset or DEFAULT_OPSET)
     else:
         if args.dynamic or args.batch != 1:
             log.info("TorchScript traces run at any batch and multiple-of-32 size; --dynamic/--batch are not needed")
         export_torchscript(model, out, imgsz, half=args.half, names=meta["names"], category_ids=meta.get("category_ids"),
                            device=device)
-    size = f"{file_size_mb(out):.1f} MB"
+    if args.format == "openvino":
+        from ghostdet.export.openvino import ir_size_mb
+
+        size = f"{ir_size_mb(out):.1f} MB"
+    else:
+        size = f"{file_size_mb(out):.1f} MB"
     if args.no_check:
         print(f"exported {out} ({size}); not checked (--no-check)")
         return
     batch, what = check_image(args.source, imgsz)
-    if args.format == "onnx" and not args.dynamic and args.batch > 1:
+    if args.format in ("onnx", "openvino") and not args.dynamic and args.batch > 1:
         import numpy as np
 
         batch = np.repeat(batch, args.batch, axis=0)
-    check = verify_export(prepare_for_export(model, half=args.half, device=device), out, args.format, batch, description=what)
-    runtime = "ONNX Runtime" if args.format == "onnx" else "TorchScript"
-    print(f"checked against PyTorch on {what}: max |box diff| {check.max_box_diff:.2g} px, max |score diff| {check.max_score_diff:.2g}, "
-          f"detections {check.detections_export} vs {check.detections_torch} (conf 0.25)")
-    if not check.ok:
-        raise ConfigError(f"{out}: the exported model disagrees with PyTorch ({'; '.join(check.problems)}); "
-                          "the file was kept for inspection, do not deploy it")
+    precisions = ["fp32"]
+    if args.format == "openvino":
+        from ghostdet.inference.openvino import resolve_precision
+
+        chosen, why = resolve_precision(args.precision)
+        if args.precision != "fp32":
+            print(f"OpenVINO precision {chosen} ({why})")
+        if chosen != "fp32":
+            precisions.append(chosen)
+    elif args.precision != "fp32":
+        log.warning("--precision applies to --format openvino only; ignored")
+    prepared = prepare_for_export(model, half=args.half, device=device)
+    checks = []
+    for precision in precisions:
+        check = verify_export(prepared, out, args.format, batch, description=what, precision=precision)
+        in_precision = f" in {check.precision}" if args.format == "openvino" else ""
+        print(f"checked{in_precision} against PyTorch on {what}: max |box diff| {check.max_box_diff:.2g} px, "
+              f"max |score diff| {check.max_score_diff:.2g}, detections {check.detections_export} vs {check.detections_torch} (conf 0.25)")
+        if not check.ok:
+            raise ExportMismatchError(f"{out}: the exported model{in_precision} disagrees with PyTorch ({'; '.join(check.problems)}); "
+                                      "the file was kept for inspection, do not deploy it")
+        checks.append(check)
+    latency = ", ".join(f"{c.latency_ms:.1f} ms" + (f" {c.precision}" if args.format == "openvino" else "") for c in checks)
     print(f"exported {out} ({size}, input {batch.shape[0]}x3x{imgsz[0]}x{imgsz[1]}{' dynamic' if args.dynamic else ''}); "
-          f"{runtime} latency {check.latency_ms:.1f} ms (median of 10, batch {batch.shape[0]}, this machine)")
+          f"{RUNTIMES[args.format]} latency {latency} (median of 10, batch {batch.shape[0]}, this machine)")
 
 
 if __name__ == "__main__":

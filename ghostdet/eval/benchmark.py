@@ -1,4 +1,5 @@
-"""Model benchmark: parameters, GFLOPs, latency in PyTorch eager / fused+re-parameterized / ONNX Runtime, mAP.
+"""Model benchmark: parameters, GFLOPs, latency in PyTorch eager / fused+re-parameterized / ONNX Runtime / OpenVINO
+(fp32 and bf16), mAP.
 
 Every latency is ``ghostdet.utils.benchmark.measure_latency`` (warm-up, then the median of ``repeats``)
 of the deployable graph ``images -> (boxes, scores)``: the detector's ``forward`` + ``decode``, which is
@@ -21,7 +22,9 @@ from ghostdet.utils.benchmark import measure_latency
 
 LOGGER = logging.getLogger(__name__)
 
-MODES = ("eager", "fused", "onnxruntime")
+MODES = ("eager", "fused", "onnxruntime", "openvino", "openvino-bf16")
+LABELS = {"eager": "PyTorch", "fused": "PyTorch fused", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
+          "openvino-bf16": "OpenVINO bf16"}
 
 
 def onnxruntime_available() -> bool:
@@ -51,6 +54,44 @@ def ort_session(path: Path, threads: int):
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def openvino_ir(model: torch.nn.Module, x: torch.Tensor):
+    """``model`` (a GhostYOLO) exported with ``export_openvino`` at ``x``'s shape, read back as an ``openvino.Model``."""
+    import openvino as ov
+
+    from ghostdet.export.openvino import export_openvino
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = export_openvino(model, Path(tmp) / "model_openvino", imgsz=tuple(x.shape[-2:]), batch=x.shape[0])
+        return ov.Core().read_model(str(folder / "model.xml"))
+
+
+def openvino_runner(ir, x: torch.Tensor, threads: int, precision: str = "fp32"):
+    """A callable running ``ir`` (an ``openvino.Model``, or an ONNX path OpenVINO converts) on ``x`` in OpenVINO's CPU
+    plugin with the latency hint, ``precision`` (fp32/bf16) and ``threads`` threads (every benchmark uses this)."""
+    from ghostdet.inference.openvino import compile_model
+
+    if isinstance(ir, (str, Path)):
+        import openvino as ov
+
+        ir = ov.convert_model(str(ir))
+    compiled, _, _ = compile_model(ir, precision, threads)
+    request, feed = compiled.create_infer_request(), {0: x.cpu().numpy()}
+    return lambda: request.infer(feed)  # outputs as numpy arrays, like ONNX Runtime's session.run
+
+
+def openvino_skip_reason(mode: str, device: torch.device) -> str | None:
+    """Why an OpenVINO mode cannot run here (None: it can)."""
+    from ghostdet.inference.openvino import cpu_supports_bf16, openvino_available
+
+    if device.type != "cpu":
+        return "CPU only"
+    if not openvino_available():
+        return "openvino not installed (pip install 'ghostdet[openvino]')"
+    if mode == "openvino-bf16" and not cpu_supports_bf16():
+        return "this CPU does not report BF16 to OpenVINO (needs AVX512-BF16 or AMX)"
+    return None
+
+
 @torch.inference_mode()
 def benchmark_model(
     model: torch.nn.Module,
@@ -68,7 +109,10 @@ def benchmark_model(
     Returns ``{"params", "gflops", "latency": {mode: {batch: measure_latency dict}}, "skipped": {mode: why}}``.
     ``fused`` is a BN-folded, re-parameterized copy (the deploy form); ``onnxruntime`` exports that
     form with ``ghostdet.export.export_onnx`` (fixed shape per batch size) and runs it on the CPU
-    provider with ``threads`` intra-op threads. ``model`` itself is not changed.
+    provider with ``threads`` intra-op threads; ``openvino`` / ``openvino-bf16`` export it with
+    ``export_openvino`` and run it on OpenVINO's CPU plugin (latency hint, fp32 / bf16 precision hint, ``threads``
+    threads); they are skipped, with the reason in ``skipped``, without openvino or (bf16) without CPU BF16 support.
+    ``model`` itself is not changed.
     """
     from ghostdet.export.onnx import export_onnx, prepare_for_export
     from ghostdet.utils.flops import count_params, gflops
@@ -86,11 +130,18 @@ def benchmark_model(
     generator = torch.Generator().manual_seed(0)
     inputs = {b: torch.rand(b, 3, imgsz, imgsz, generator=generator).to(device) for b in batch_sizes}
 
+    irs: dict[int, Any] = {}
     for mode in modes:
         if mode == "onnxruntime" and (device.type != "cpu" or not onnxruntime_available()):
             out["skipped"][mode] = "onnxruntime not installed" if device.type == "cpu" else "CPU only"
             LOGGER.info("skipping ONNX Runtime: %s", out["skipped"][mode])
             continue
+        if mode.startswith("openvino"):
+            reason = openvino_skip_reason(mode, device)
+            if reason:
+                out["skipped"][mode] = reason
+                LOGGER.info("skipping %s: %s", LABELS[mode], reason)
+                continue
         out["latency"][mode] = {}
         for b in batch_sizes:
             if mode == "onnxruntime":
@@ -99,6 +150,11 @@ def benchmark_model(
                     session = ort_session(path, threads)
                 feed = {session.get_inputs()[0].name: inputs[b].cpu().numpy()}
                 stats = measure_latency(lambda s=session, f=feed: s.run(None, f), warmup, repeats)
+            elif mode.startswith("openvino"):
+                if b not in irs:  # one export per batch size for both precisions
+                    irs[b] = openvino_ir(model, inputs[b])
+                run = openvino_runner(irs[b], inputs[b], threads, "bf16" if mode == "openvino-bf16" else "fp32")
+                stats = measure_latency(run, warmup, repeats)
             else:
                 run = _decoded(model if mode == "eager" else deploy)
                 stats = measure_latency(lambda r=run, x=inputs[b]: r(x), warmup, repeats, device)
@@ -111,7 +167,7 @@ def benchmark_model(
 def environment(threads: int, device: str | torch.device = "cpu") -> dict[str, Any]:
     """What the figures depend on: versions, CPU, threads, and how busy the machine was (1-min load average)."""
     env = {"torch": torch.__version__, "threads": threads, "device": str(device), "python": platform.python_version(),
-           "machine": platform.machine(), "cpu": _cpu_name(), "cpus": os.cpu_count(), "onnxruntime": None,
+           "machine": platform.machine(), "cpu": _cpu_name(), "cpus": os.cpu_count(), "onnxruntime": None, "openvino": None,
            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     if env["load_avg_1m"] is not None and env["load_avg_1m"] > (os.cpu_count() or 1):
         LOGGER.warning("the machine is busy (load average %.1f on %d CPUs): latencies will be inflated and noisy; "
@@ -121,6 +177,12 @@ def environment(threads: int, device: str | torch.device = "cpu") -> dict[str, A
         import onnxruntime
 
         env["onnxruntime"] = onnxruntime.__version__
+    try:
+        import openvino
+
+        env["openvino"] = openvino.__version__.split("-")[0]
+    except ImportError:
+        pass
     if torch.device(device).type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env
@@ -142,7 +204,7 @@ def benchmark_rows(results: Sequence[dict], batch_sizes: Sequence[int]) -> tuple
     ``results``: dicts with ``name``, ``imgsz`` and the ``benchmark_model`` output, plus ``metrics`` (or None).
     Batch 1 columns are ms per image; batch N columns are ms per image of a batch of N (median batch time / N).
     """
-    labels = {"eager": "PyTorch", "fused": "PyTorch fused", "onnxruntime": "ONNX Runtime"}
+    labels = LABELS
     modes = [m for m in MODES if any(m in r["latency"] for r in results)]
     headers = ["model", "size", "params (M)", "GFLOPs"]
     headers += [f"{labels[m]} b{b} (ms{'/img' if b > 1 else ''})" for b in batch_sizes for m in modes]

@@ -83,20 +83,30 @@ class ExportCheck:
     latency_ms: float
     ok: bool
     problems: list[str] = field(default_factory=list)
+    precision: str = "fp32"  # what the exported model ran in (openvino: the resolved precision hint)
+
+
+# bf16 keeps 8 significant bits (relative error ~4e-3): boxes of a few hundred pixels move by a pixel or two and
+# scores by ~1e-2, and detections near the threshold or in NMS ties may flip. The tolerances it is checked with:
+# raw boxes within max(4 px, 1.5% of the input side), scores within 0.05, counts within 10%, matched at IoU >= 0.9.
+BF16_BOX_TOL, BF16_BOX_FRACTION, BF16_SCORE_TOL, BF16_MIN_IOU, BF16_COUNT_FRACTION = 4.0, 0.015, 0.05, 0.9, 0.1
 
 
 def verify_export(prepared: torch.nn.Module, path: str | os.PathLike, fmt: str, batch: np.ndarray, conf: float = 0.25,
                   iou: float = 0.45, runs: int = 10, box_tol: float = 1.0, score_tol: float = 1e-3,
-                  description: str = "") -> ExportCheck:
-    """Run ``prepared`` (the fused model that was exported) and the file at ``path`` (``fmt`` onnx or torchscript)
-    on ``batch``; compare outputs and detections; time the exported model (median of ``runs``)."""
+                  description: str = "", precision: str = "fp32", threads: int | None = None) -> ExportCheck:
+    """Run ``prepared`` (the fused model that was exported) and the file at ``path`` (``fmt`` onnx, torchscript or
+    openvino) on ``batch``; compare outputs and detections; time the exported model (median of ``runs``).
+
+    ``precision`` (openvino only: fp32, bf16 or auto) is the inference precision hint the file is run with; bf16 is
+    checked with the looser ``BF16_*`` tolerances (raw boxes/scores, and detections matched at IoU >= 0.9)."""
     from ghostdet.models.postprocess import postprocess
 
     param = next(prepared.parameters())
     with torch.inference_mode():
         ref_boxes, ref_scores = prepared.decode(prepared(torch.from_numpy(batch).to(param.device, param.dtype)))
     ref_boxes, ref_scores = ref_boxes.float().cpu(), ref_scores.float().cpu()
-    run = _runner(path, fmt, param.dtype, param.device)
+    run, precision = _runner(path, fmt, param.dtype, param.device, precision, threads)
     out_boxes, out_scores = run(batch)  # also the warm-up of the timing below
     latency_ms = measure_latency(lambda: run(batch), warmup=0, repeats=runs)["median"]
     box_diff = float((ref_boxes - out_boxes).abs().max())
@@ -108,6 +118,11 @@ def verify_export(prepared: torch.nn.Module, path: str | os.PathLike, fmt: str, 
     count_tol = int(0.02 * n_ref)
     if param.dtype == torch.float16:  # FP16 rounds boxes at large coordinates to ~0.5 px and scores to ~1e-3
         box_tol, score_tol, count_tol = box_tol * 2, score_tol * 5, count_tol + 1
+    min_iou = None
+    if precision == "bf16":
+        box_tol = max(box_tol, BF16_BOX_TOL, BF16_BOX_FRACTION * max(batch.shape[-2:]))
+        score_tol = max(score_tol, BF16_SCORE_TOL)
+        count_tol, min_iou = max(count_tol, int(BF16_COUNT_FRACTION * n_ref), 1), BF16_MIN_IOU
     problems = []
     if box_diff > box_tol:
         problems.append(f"raw boxes differ by up to {box_diff:.3g} px")
@@ -115,13 +130,34 @@ def verify_export(prepared: torch.nn.Module, path: str | os.PathLike, fmt: str, 
         problems.append(f"raw scores differ by up to {score_diff:.3g}")
     if abs(n_ref - n_got) > count_tol:
         problems.append(f"{n_got} detections instead of {n_ref}")
-    if n_ref and det_diff > box_tol:
+    if min_iou is not None:  # bf16: every reference detection needs a same-class partner at IoU >= min_iou
+        matched = match_fraction(ref, got, min_iou)
+        if n_ref and matched < 1 - BF16_COUNT_FRACTION:
+            problems.append(f"only {matched:.0%} of the detections have a partner at IoU >= {min_iou}")
+    elif n_ref and det_diff > box_tol:
         problems.append(f"matched detection boxes differ by up to {det_diff:.3g} px")
-    return ExportCheck(description, box_diff, score_diff, n_ref, n_got, det_diff, latency_ms, not problems, problems)
+    return ExportCheck(description, box_diff, score_diff, n_ref, n_got, det_diff, latency_ms, not problems, problems,
+                       precision)
 
 
-def _runner(path, fmt: str, dtype: torch.dtype, device: torch.device):
-    """A callable ``batch (numpy) -> (boxes, scores)`` float32 CPU tensors for the exported file."""
+def match_fraction(reference: dict, candidate: dict, min_iou: float = 0.9) -> float:
+    """Share of ``reference`` detections with a same-class ``candidate`` box at IoU >= ``min_iou`` (1.0 when none)."""
+    ref_boxes = torch.as_tensor(np.asarray(reference["boxes"]), dtype=torch.float32).reshape(-1, 4)
+    ref_labels = torch.as_tensor(np.asarray(reference["labels"]))
+    cand_boxes = torch.as_tensor(np.asarray(candidate["boxes"]), dtype=torch.float32).reshape(-1, 4)
+    cand_labels = torch.as_tensor(np.asarray(candidate["labels"]))
+    if len(ref_boxes) == 0:
+        return 1.0
+    if len(cand_boxes) == 0:
+        return 0.0
+    ious = box_iou(ref_boxes, cand_boxes)
+    ious[ref_labels[:, None] != cand_labels[None, :]] = 0
+    return float((ious.max(1).values >= min_iou).float().mean())
+
+
+def _runner(path, fmt: str, dtype: torch.dtype, device: torch.device, precision: str = "fp32", threads: int | None = None):
+    """``(run, precision)``: a callable ``batch (numpy) -> (boxes, scores)`` float32 CPU tensors for the exported
+    file, and the precision it runs in."""
     if fmt == "onnx":
         import onnxruntime as ort
 
@@ -136,7 +172,7 @@ def _runner(path, fmt: str, dtype: torch.dtype, device: torch.device):
             boxes, scores = session.run(None, {inp.name: batch.astype(np_dtype)})
             return torch.from_numpy(boxes.astype(np.float32)), torch.from_numpy(scores.astype(np.float32))
 
-        return run
+        return run, "fp16" if np_dtype == np.float16 else "fp32"
     if fmt == "torchscript":
         import warnings
 
@@ -149,7 +185,12 @@ def _runner(path, fmt: str, dtype: torch.dtype, device: torch.device):
                 boxes, scores = module(torch.from_numpy(batch).to(device, dtype))
             return boxes.float().cpu(), scores.float().cpu()
 
-        return run
+        return run, "fp16" if dtype == torch.float16 else "fp32"
+    if fmt == "openvino":
+        from ghostdet.inference.openvino import load_backend
+
+        backend, _ = load_backend(path, precision=precision, threads=threads)
+        return backend, backend.precision
     raise ValueError(f"unknown export format {fmt!r}")
 
 
@@ -157,4 +198,5 @@ def file_size_mb(path: str | os.PathLike) -> float:
     return Path(path).stat().st_size / 1e6
 
 
-__all__: Sequence[str] = ["ExportCheck", "check_image", "compare_detections", "synthetic_scene", "verify_export", "file_size_mb"]
+__all__: Sequence[str] = ["ExportCheck", "check_image", "compare_detections", "match_fraction", "synthetic_scene",
+                          "verify_export", "file_size_mb"]

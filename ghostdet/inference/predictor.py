@@ -1,7 +1,8 @@
-"""``Detector``: run a trained Ghost-YOLO (a .pt checkpoint or an exported .onnx) on images, in plain Python.
+"""``Detector``: run a trained Ghost-YOLO (a .pt checkpoint, an exported .onnx or an OpenVINO IR folder) on images.
 
     from ghostdet import Detector
-    det = Detector.from_checkpoint("runs/train/.../weights/best.pt")   # or Detector.from_onnx("model.onnx")
+    det = Detector.from_checkpoint("runs/train/.../weights/best.pt")   # or Detector.from_onnx("model.onnx"),
+                                                                       # Detector.from_openvino("best_openvino/")
     for result in det.predict(["a.jpg", "photos/"]):
         print(result.file, result.summary(), result.boxes)             # boxes: xyxy, original pixels
 
@@ -15,7 +16,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +63,19 @@ def parse_imgsz(text: str) -> tuple[int, int] | int:
     if len(values) not in (1, 2) or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a size like 640, or height,width like 480,640")
     return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+class Backend(Protocol):
+    """What ``Detector`` needs of a runtime; everything else (letterbox, NMS, boxes back to original pixels) is
+    shared. ``TorchBackend``, ``OnnxBackend`` and ``ghostdet.inference.openvino.OpenVinoBackend`` implement it."""
+
+    kind: str                                # "pytorch", "onnxruntime", "openvino"
+    fixed_imgsz: tuple[int, int] | None      # the only input size an exported file accepts (None: any)
+    fixed_batch: int | None                  # the only batch size it accepts (None: any)
+
+    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """B x 3 x H x W float32 0-1 letterboxed RGB -> decoded (boxes B x A x 4, scores B x A x nc), float32 CPU."""
+        ...
 
 
 class TorchBackend:
@@ -118,7 +132,8 @@ class OnnxBackend:
 class Detector:
     """Runs a detector on images and returns ``Detections`` in each image's original pixels.
 
-    Build it with ``Detector.from_checkpoint(path)`` or ``Detector.from_onnx(path)``. ``conf``, ``iou``,
+    Build it with ``Detector.from_checkpoint(path)``, ``Detector.from_onnx(path)``, ``Detector.from_openvino(path)``
+    or ``Detector.from_file(path)`` (picks by suffix / folder). ``conf``, ``iou``,
     ``max_det`` and ``classes`` set the defaults of ``predict``; each call may override them.
     """
 
@@ -208,8 +223,31 @@ class Detector:
         except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...) for bad files
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"{path}: not a loadable ONNX model ({first[:200]}); export one with tools/export.py") from None
-        backend = OnnxBackend(session, path)
-        meta = _onnx_metadata(session)
+        nc = session.get_outputs()[1].shape[-1]
+        return cls._from_exported(OnnxBackend(session, path), _onnx_metadata(session), path, imgsz,
+                                  nc if isinstance(nc, int) else None, **kwargs)
+
+    @classmethod
+    def from_openvino(cls, path: str | os.PathLike, imgsz: int | Sequence[int] | None = None, device: str = "cpu",
+                      precision: str = "auto", threads: int | None = None, **kwargs) -> "Detector":
+        """Load an OpenVINO IR exported by ``tools/export.py --format openvino`` (its folder, or the ``.xml``) and run
+        it with OpenVINO's CPU plugin (latency hint).
+
+        ``precision``: ``fp32``, ``bf16`` or ``auto`` (bf16 where the CPU reports BF16, else fp32); the choice and its
+        reason are in ``detector.backend.precision`` / ``.precision_reason`` (and logged). ``threads`` sets
+        ``INFERENCE_NUM_THREADS`` (default: OpenVINO's choice). Sizes and class names work as in ``from_onnx``.
+        """
+        from ghostdet.inference.openvino import load_backend
+
+        if str(device).lower() not in ("cpu", ""):
+            raise ConfigError(f"device {device!r}: ghostdet runs OpenVINO models on the CPU only; use --device cpu")
+        backend, meta = load_backend(path, precision=precision, threads=threads)
+        nc = backend.compiled.outputs[backend.output_index[1]].get_partial_shape()[-1]
+        return cls._from_exported(backend, meta, Path(path), imgsz, nc.get_length() if nc.is_static else None, **kwargs)
+
+    @classmethod
+    def _from_exported(cls, backend, meta: dict, path: Path, imgsz, num_classes: int | None, **kwargs) -> "Detector":
+        """A Detector on an exported model (ONNX, OpenVINO): input size checked against the file's, names from metadata."""
         imgsz = normalize_imgsz(imgsz) if imgsz is not None else None
         if imgsz is not None and backend.fixed_imgsz is not None and imgsz != tuple(backend.fixed_imgsz):
             fh, fw = backend.fixed_imgsz
@@ -221,24 +259,33 @@ class Detector:
         size = imgsz or backend.fixed_imgsz or meta.get("imgsz") or 640
         names = meta.get("names")
         if not names:
-            nc = session.get_outputs()[1].shape[-1]
-            if not isinstance(nc, int):
+            if num_classes is None:
                 raise CheckpointError(f"{path}: no ghostdet metadata and no fixed class count; export it with tools/export.py")
             log.warning("%s: no class names in the model's metadata; naming classes by index", path)
-            names = [str(i) for i in range(nc)]
+            names = [str(i) for i in range(num_classes)]
         if backend.fixed_batch not in (None, 1):
             kwargs.setdefault("batch_size", backend.fixed_batch)
         return cls(backend, names, imgsz=size, category_ids=meta.get("category_ids"), source=str(path), **kwargs)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, device: str = "cpu", imgsz: int | Sequence[int] | None = None, **kwargs) -> "Detector":
-        """``from_onnx`` for ``.onnx`` files, ``from_checkpoint`` otherwise."""
+    def from_file(cls, path: str | os.PathLike, device: str = "cpu", imgsz: int | Sequence[int] | None = None,
+                  precision: str | None = None, threads: int | None = None, **kwargs) -> "Detector":
+        """Pick the backend from the path: ``from_openvino`` for an IR folder (``best_openvino/``) or ``.xml``,
+        ``from_onnx`` for ``.onnx`` files, ``from_checkpoint`` otherwise.
+
+        ``precision`` (fp32/bf16/auto) applies to OpenVINO models only; ``threads`` to ONNX and OpenVINO models
+        (PyTorch's threads are process-wide: ``torch.set_num_threads``).
+        """
+        if is_openvino_path(path):
+            return cls.from_openvino(path, imgsz=imgsz, device=device, precision=precision or "auto", threads=threads, **kwargs)
+        if precision not in (None, "auto", "fp32"):
+            log.warning("%s: precision %s applies to OpenVINO models only; running in the model's own precision", path, precision)
         suffix = Path(path).suffix.lower()
         if suffix == ".onnx":
-            return cls.from_onnx(path, imgsz=imgsz, device=device, **kwargs)
+            return cls.from_onnx(path, imgsz=imgsz, device=device, threads=threads, **kwargs)
         if suffix == ".torchscript":
             raise ConfigError(f"{path}: TorchScript files are for deployment without ghostdet (libtorch); "
-                              "pass the .pt checkpoint or an .onnx export")
+                              "pass the .pt checkpoint, an .onnx export or an OpenVINO folder")
         return cls.from_checkpoint(path, device=device, imgsz=imgsz, **kwargs)
 
     # ------------------------------------------------------------------ inference
@@ -339,6 +386,13 @@ class Detector:
     def __repr__(self) -> str:
         return (f"Detector({self.backend.kind}, {self.source or 'in-memory'}, classes={len(self.names)}, "
                 f"imgsz={list(self.imgsz)}, conf={self.conf}, iou={self.iou})")
+
+
+def is_openvino_path(path: str | os.PathLike) -> bool:
+    """An OpenVINO IR: an ``.xml`` file, a folder (``best_openvino/``), or a path named ``*_openvino`` even when it is
+    missing (so the error says "no such OpenVINO IR folder", not "no such checkpoint")."""
+    p = Path(path)
+    return p.suffix.lower() == ".xml" or p.is_dir() or p.name.endswith(("_openvino", "_openvino_model")) or str(path).endswith(("/", os.sep))
 
 
 def _default_names(model) -> list[str]:

@@ -18,3 +18,7 @@ class DataError(GhostdetError):
 
 class CheckpointError(GhostdetError):
     """A checkpoint or weights file cannot be read safely or does not fit the model."""
+
+
+class ExportMismatchError(GhostdetError):
+    """An exported model (ONNX, OpenVINO, TorchScript) does not reproduce the PyTorch model's outputs."""

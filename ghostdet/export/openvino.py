@@ -1,0 +1,95 @@
+"""OpenVINO IR export: the ONNX export (``export_onnx``: same graph, same metadata) converted with
+``openvino.convert_model`` and written with ``openvino.save_model(..., compress_to_fp16=False)`` to a folder::
+
+    best_openvino/model.xml, model.bin (FP32 weights), metadata.json
+
+The ghostdet metadata (names, category ids, imgsz, ...) is the ONNX file's, stored twice: in the IR's ``rt_info``
+(key ``ghostdet``, JSON) and in ``metadata.json`` for people and tools that do not parse the IR.
+Run it with ``Detector.from_openvino(folder, precision="auto")`` (``ghostdet.inference.openvino``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch.nn as nn
+
+from ghostdet.export.onnx import DEFAULT_OPSET, META_KEY, _quiet_loggers, export_onnx
+from ghostdet.inference.openvino import IR_XML, METADATA_FILE, _reason, import_openvino
+from ghostdet.utils.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def openvino_dir_for(weights: str | os.PathLike) -> Path:
+    """``runs/.../best.pt`` -> ``runs/.../best_openvino`` (the folder ``tools/export.py`` writes by default)."""
+    weights = Path(weights)
+    return weights.with_name(f"{weights.stem}_openvino")
+
+
+def export_openvino(
+    model: nn.Module,
+    out_dir: str | os.PathLike,
+    imgsz: int | Sequence[int] = 640,
+    dynamic: bool = False,
+    batch: int = 1,
+    names: Sequence[str] | None = None,
+    category_ids: Sequence[int] | None = None,
+    opset: int = DEFAULT_OPSET,
+    onnx_path: str | os.PathLike | None = None,
+) -> Path:
+    """Write ``model`` (a GhostYOLO) as an OpenVINO IR folder ``out_dir``; returns the folder.
+
+    The model goes through ``export_onnx`` first (into a temporary file, or ``onnx_path`` to keep it), so both formats
+    share one graph and one metadata record. Weights are stored in FP32; pick bf16 at run time (precision hint).
+    """
+    import onnx
+
+    ov = import_openvino()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a folder; an OpenVINO export is a folder (e.g. best_openvino/)")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, _quiet_loggers("ghostdet.export.onnx") if onnx_path is None else contextlib.nullcontext():
+        source = Path(onnx_path) if onnx_path else Path(tmp) / "model.onnx"
+        export_onnx(model, source, imgsz, dynamic=dynamic, half=False, opset=opset, batch=batch, names=names,
+                    category_ids=category_ids)  # its "exported /tmp/..onnx" line is muted: the temp file is gone after
+        proto = onnx.load(str(source), load_external_data=False)
+        meta = json.loads({p.key: p.value for p in proto.metadata_props}[META_KEY])
+        del proto
+        try:
+            ir = ov.convert_model(str(source))
+        except Exception as e:
+            raise ConfigError(f"OpenVINO conversion of the ONNX export failed ({_reason(e)})") from None
+    meta.update(format="openvino", weights="fp32")
+    ir.set_rt_info(json.dumps(meta), META_KEY)
+    # a fresh folder each time: a stale model.bin next to a new model.xml would load and give wrong numbers
+    if out_dir.is_dir():
+        for name in (IR_XML, "model.bin", METADATA_FILE):
+            (out_dir / name).unlink(missing_ok=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}_tmp_", dir=out_dir.parent))
+    try:
+        ov.save_model(ir, str(staging / IR_XML), compress_to_fp16=False)
+        (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for item in staging.iterdir():
+            shutil.move(str(item), str(out_dir / item.name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("exported %s in %.1f s (OpenVINO %s IR, FP32 weights, %s)", out_dir, time.perf_counter() - started,
+             ov.__version__.split("-")[0], "dynamic batch/height/width" if dynamic else f"fixed {batch}x3x{meta['imgsz'][0]}x{meta['imgsz'][1]}")
+    return out_dir
+
+
+def ir_size_mb(out_dir: str | os.PathLike) -> float:
+    """Size of the IR files (xml + bin) in MB."""
+    out_dir = Path(out_dir)
+    return sum((out_dir / n).stat().st_size for n in (IR_XML, "model.bin") if (out_dir / n).is_file()) / 1e6
