@@ -7,7 +7,8 @@ them), so ultralytics must be importable — it is not a ghostdet dependency:
 
 Every model is timed in its deploy form (ghostdet: re-parameterized + BN folded; ultralytics: ``fuse()``), batch 1,
 forward + box decoding for both (ghostdet: ``decode``, ultralytics: its ``export`` head; no NMS), in PyTorch eager
-(NCHW and channels_last) and ONNX Runtime. Timings are interleaved (``ghostdet.utils.benchmark.compare_latency``):
+(NCHW and channels_last), ONNX Runtime and OpenVINO (fp32 and bf16 precision hints, latency hint, the same ONNX file;
+bf16 only where the CPU reports BF16, ``-`` otherwise). Timings are interleaved (``ghostdet.utils.benchmark.compare_latency``):
 each of ``--rounds`` rounds times every model in turn (median of ``--repeats`` after ``--warmup``), so drift in the
 machine's speed hits all models alike; the table gives the median over rounds and the median per-round ratio
 to YOLOv8n-ghost. ``--threads 1,2`` repeats the whole table per thread count; ``--backbones`` adds rows for each
@@ -54,17 +55,31 @@ def yolov8n_ghost() -> torch.nn.Module:
     return model
 
 
-def ort_runner(model: torch.nn.Module, x: torch.Tensor, threads: int, tmp: Path):
-    """A callable running ``model`` exported to ONNX in an ONNX Runtime CPU session, or None without onnxruntime."""
+def onnx_file(model: torch.nn.Module, x: torch.Tensor, tmp: Path) -> Path:
+    """``model`` exported to ONNX at ``x``'s shape (the same file feeds ONNX Runtime and OpenVINO)."""
+    path = tmp / f"m{len(list(tmp.iterdir()))}.onnx"
+    torch.onnx.export(model, (x,), str(path), opset_version=18, dynamo=False, input_names=["images"])
+    return path
+
+
+def ort_runner(path: Path, x: torch.Tensor, threads: int):
+    """A callable running the ONNX file in an ONNX Runtime CPU session, or None without onnxruntime."""
     from ghostdet.eval.benchmark import onnxruntime_available, ort_session
 
     if not onnxruntime_available():
         return None
-    path = tmp / f"m{len(list(tmp.iterdir()))}.onnx"
-    torch.onnx.export(model, (x,), str(path), opset_version=18, dynamo=False, input_names=["images"])
     sess = ort_session(path, threads)
     feed = {sess.get_inputs()[0].name: x.numpy()}
     return lambda: sess.run(None, feed)
+
+
+def ov_runner(path: Path, x: torch.Tensor, threads: int, precision: str):
+    """A callable running the ONNX file in OpenVINO's CPU plugin (latency hint), or None when it cannot run here."""
+    from ghostdet.eval.benchmark import openvino_runner, openvino_skip_reason
+
+    if openvino_skip_reason("openvino-bf16" if precision == "bf16" else "openvino", torch.device("cpu")):
+        return None
+    return openvino_runner(path, x, threads, precision)
 
 
 def main() -> None:
@@ -75,7 +90,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--no-onnx", action="store_true", help="no ONNX Runtime / OpenVINO columns")
     p.add_argument("--backbones", action="store_true", help="also time each config's backbone alone")
     args = p.parse_args()
 
@@ -95,17 +110,20 @@ def main() -> None:
           f"{args.warmup} warm-up; NCHW = eager, NHWC = channels_last model and input; ratio = median per-round "
           "latency / YOLOv8n-ghost's")
     print("| model | size | threads | params (M) | GFLOPs | PyTorch NCHW (ms) | PyTorch NHWC (ms) | ONNX Runtime (ms) "
-          "| NCHW ratio | NHWC ratio | ORT ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| OpenVINO fp32 (ms) | OpenVINO bf16 (ms) | NCHW ratio | NHWC ratio | ORT ratio | OV fp32 ratio | OV bf16 ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for threads in (set_threads(int(t) or None) for t in args.threads.split(",")):
         for size in (int(s) for s in args.sizes.split(",")):
             x = torch.rand(1, 3, size, size)
             x_cl = x.contiguous(memory_format=torch.channels_last)
             tmp = tempfile.TemporaryDirectory()
-            runners = {}
+            runners, ov32, ov16 = {}, {}, {}
             if not args.no_onnx:  # exported before any timing: ultralytics caches inference-mode anchors
                 with torch.no_grad():
-                    runners = {name: ort_runner(model, x, threads, Path(tmp.name)) for name, model in models.items()}
+                    files = {name: onnx_file(model, x, Path(tmp.name)) for name, model in models.items()}
+                runners = {name: ort_runner(f, x, threads) for name, f in files.items()}
+                ov32 = {name: ov_runner(f, x, threads, "fp32") for name, f in files.items()}
+                ov16 = {name: ov_runner(f, x, threads, "bf16") for name, f in files.items()}
             eager, nhwc = {}, {}
             for name, model in models.items():
                 model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -115,11 +133,10 @@ def main() -> None:
             with torch.inference_mode():
                 timings = [compare_latency(fns, args.rounds, args.warmup, args.repeats, baseline)
                            for fns in (eager, nhwc)]
-            ort = {}
-            if runners and all(r is not None for r in runners.values()):
-                ort = compare_latency(runners, args.rounds, args.warmup, args.repeats, baseline)
+            for fns in (runners, ov32, ov16):  # one interleaved phase per runtime (no idle threads of another spin)
+                ok = bool(fns) and all(r is not None for r in fns.values())
+                timings.append(compare_latency(fns, args.rounds, args.warmup, args.repeats, baseline) if ok else {})
             tmp.cleanup()
-            timings.append(ort)
             for name, model in models.items():
                 params, macs = count_params_macs(model, (1, 3, size, size))
                 cells = [f"{t[name]['median']:.1f}" if name in t else "-" for t in timings]
