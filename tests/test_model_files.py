@@ -28,6 +28,38 @@ LEGACY_TINY = {"_target_": "ghostdet.models.detector.GhostYOLO",
                "neck_channels": 16, "head_convs": 1}
 
 
+PLUGIN = '''
+import torch.nn as nn
+from ghostdet.models import register_backbone
+
+
+@register_backbone("plugin_tiny_backbone")
+class PluginTinyBackbone(nn.Module):
+    def __init__(self, width: int = 8, features_only: bool = True):
+        super().__init__()
+        self.out_channels = [width, width, width]
+        self.convs = nn.ModuleList(nn.Conv2d(3, width, 1, stride=s) for s in (8, 16, 32))
+
+    def forward(self, x):
+        return [conv(x) for conv in self.convs]
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory):
+    """A user's module that registers a backbone, importable as ``my_plugin_mod`` (imported once per session:
+    registering the same name twice is refused)."""
+    import importlib
+
+    folder = tmp_path_factory.mktemp("plugin")
+    (folder / "my_plugin_mod.py").write_text(PLUGIN)
+    sys.path.insert(0, str(folder))
+    try:
+        yield folder, importlib.import_module("my_plugin_mod")
+    finally:
+        sys.path.remove(str(folder))
+
+
 # ------------------------------------------------------------------------------------------------ registry
 def test_every_part_is_registered_by_name():
     assert {"ghostnet", "repghostnet", "ghostnetv2", "gghost_regnet"} <= set(list_models("backbone"))
@@ -76,24 +108,15 @@ def test_registry_errors_are_one_line_config_errors(spec, fragments):
         assert fragment in msg, msg
 
 
-def test_a_user_backbone_registers_itself_and_duplicates_are_refused():
+def test_a_user_backbone_registers_itself_and_duplicates_are_refused(plugin_dir):
     import torch.nn as nn
 
-    @register_backbone("test_tiny_backbone")
-    class TinyBackbone(nn.Module):
-        def __init__(self, width: int = 8, features_only: bool = True):
-            super().__init__()
-            self.out_channels = [width, width, width]
-            self.convs = nn.ModuleList(nn.Conv2d(3, width, 1, stride=s) for s in (8, 16, 32))
-
-        def forward(self, x):
-            return [conv(x) for conv in self.convs]
-
-    model = build_model({"name": "ghost_yolo", "backbone": {"name": "test_tiny_backbone", "width": 8},
+    TinyBackbone = plugin_dir[1].PluginTinyBackbone
+    model = build_model({"name": "ghost_yolo", "backbone": {"name": "plugin_tiny_backbone", "width": 8},
                          "neck_channels": 16}, num_classes=2)
     assert isinstance(model.backbone, TinyBackbone)
     with pytest.raises(ValueError, match="already registered"):
-        register_backbone("test_tiny_backbone")(nn.Identity)
+        register_backbone("plugin_tiny_backbone")(nn.Identity)
     # a user class is never reachable through an old-style _target_ path
     with pytest.raises(ConfigError, match="not a registered ghostdet model"):
         to_spec({"_target_": f"{TinyBackbone.__module__}.{TinyBackbone.__qualname__}"})
@@ -233,30 +256,10 @@ def test_hostile_checkpoints_are_refused_by_every_tool(tmp_path):
     assert _snapshot(tmp_path) == before
 
 
-PLUGIN = '''
-import torch.nn as nn
-from ghostdet.models import register_backbone
-
-
-@register_backbone("plugin_tiny_backbone")
-class PluginTinyBackbone(nn.Module):
-    def __init__(self, width: int = 8, features_only: bool = True):
-        super().__init__()
-        self.out_channels = [width, width, width]
-        self.convs = nn.ModuleList(nn.Conv2d(3, width, 1, stride=s) for s in (8, 16, 32))
-
-    def forward(self, x):
-        return [conv(x) for conv in self.convs]
-'''
 
 
 @pytest.mark.slow
-def test_a_checkpoint_of_a_plugin_model_loads_only_when_the_user_imports_the_plugin(tmp_path, monkeypatch):
-    (tmp_path / "my_plugin_mod.py").write_text(PLUGIN)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import importlib
-
-    importlib.import_module("my_plugin_mod")
+def test_a_checkpoint_of_a_plugin_model_loads_only_when_the_user_imports_the_plugin(tmp_path, plugin_dir):
     spec = {"name": "ghost_yolo", "backbone": {"name": "plugin_tiny_backbone", "width": 8}, "neck_channels": 16}
     model = build_model(spec, num_classes=2)
     save_checkpoint({"model": model.state_dict(), "ema": None, "names": ["a", "b"], "config": {"imgsz": 64},
@@ -265,7 +268,7 @@ def test_a_checkpoint_of_a_plugin_model_loads_only_when_the_user_imports_the_plu
     import numpy as np
 
     cv2.imwrite(str(tmp_path / "photo.jpg"), np.full((64, 64, 3), 127, np.uint8))
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(plugin_dir[0])}
     base = [sys.executable, str(PROJECT_ROOT / "tools" / "detect.py"), str(tmp_path / "photo.jpg"),
             "--weights", str(tmp_path / "plugin.pt"), "--out", str(tmp_path / "out")]
     refused = subprocess.run(base, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from ghostdet.data import build_dataset
@@ -19,6 +18,8 @@ from ghostdet.engine import Trainer, is_no_resume
 from ghostdet.utils.checkpoint import load_checkpoint
 from ghostdet.utils.device import select_device
 from ghostdet.utils.errors import ConfigError
+from test_train import compose_train
+from test_train import tiny_overrides as tiny  # the few-second shapes run test_train.py uses
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -118,23 +119,6 @@ def test_trainer_passes_its_rank_to_select_device(monkeypatch, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- 3./4. trainer runs
-def compose_train(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
-def tiny(data_root: Path, **extra) -> list[str]:
-    """A few-second run: 8 generated shapes images at 64 px (as tests/test_train.py)."""
-    values = {
-        "data": "shapes", "data.root": data_root, "data.num_train": 8, "data.num_val": 4, "data.image_size": 128,
-        "imgsz": 64, "batch": 4, "workers": 0, "epochs": 2, "device": "cpu", "deterministic": True, "progress": False,
-        "close_mosaic": 1, "schedule.warmup_epochs": 0.5, "schedule.min_warmup_iters": 0, "tensorboard": False,
-        "model.backbone.width": 0.5,
-    }
-    values.update(extra)
-    return [f"{k}={v}" for k, v in values.items()]
-
-
 @pytest.fixture(scope="module")
 def shapes_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("shapes") / "data"
