@@ -210,7 +210,7 @@ def test_overfits_a_batch_of_real_images(coco128):
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
     history = []
     for _ in range(150):
-        loss, _ = loss_fn(model(images), targets, (320, 320))
+        loss, _ = loss_fn(model(images), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -217,7 +217,7 @@ def test_gghost_yolo_trains_and_predicts(coco128):
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     history = []
     for _ in range(12):
-        loss, _ = loss_fn(model(images), targets, (256, 256))
+        loss, _ = loss_fn(model(images), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

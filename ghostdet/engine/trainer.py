@@ -366,7 +366,7 @@ class Trainer:
             with sync:
                 with self._autocast():
                     raw = self.train_model(images)
-                    loss, items = self.criterion(raw, targets, tuple(images.shape[-2:]), ignore)
+                    loss, items = self.criterion(raw, targets, ignore)
                 finite = self._all_finite(loss)
                 if finite:
                     # the loss is already x batch size (YOLOv8 convention); DDP averages gradients over ranks,

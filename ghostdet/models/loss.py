@@ -131,7 +131,7 @@ class DetectionLoss(nn.Module):
     """Loss of a ``GhostYOLO``-style model (anything with a ``head`` exposing ``num_classes``, ``reg_max``,
     ``flatten``, ``anchors`` and ``distances``).
 
-    ``loss(raw_outputs, targets, imgsz_hw=None, ignore=None)``:
+    ``loss(raw_outputs, targets, ignore=None)``:
         raw_outputs: the model's ``forward`` output (list of per-level tensors).
         targets: (N, 6) ``[batch_idx, class, x1, y1, x2, y2]`` in input pixels.
         ignore: optional (K, 5) ``[batch_idx, x1, y1, x2, y2]`` regions (e.g. COCO ``iscrowd`` boxes): anchors
@@ -153,8 +153,8 @@ class DetectionLoss(nn.Module):
         self.scale_by_batch = scale_by_batch
         self.assigner = TaskAlignedAssigner(head.num_classes, topk=topk, alpha=alpha, beta=beta)
 
-    def forward(self, raw_outputs, targets: torch.Tensor, imgsz_hw=None, ignore: torch.Tensor | None = None):
-        # imgsz_hw is accepted for callers that pass it; anchors come from the output shapes and strides
+    def forward(self, raw_outputs, targets: torch.Tensor, ignore: torch.Tensor | None = None):
+        # anchors come from the output shapes and strides
         head = self.head[0]
         box_logits, cls_logits = head.flatten(raw_outputs)  # B x A x 4R, B x A x C
         batch = cls_logits.shape[0]
