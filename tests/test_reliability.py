@@ -188,10 +188,14 @@ def test_train_tool_resolver_uses_the_same_definition(monkeypatch):
     monkeypatch.syspath_prepend(str(TRAIN_TOOL.parent))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    assert tool.is_no_resume is is_no_resume
+    from ghostdet.engine import resume
+
+    # the tool's Hydra resolvers are the library's, which use the library's is_no_resume
+    assert tool.train_run_dir is resume.train_run_dir and tool.hydra_output_subdir is resume.hydra_output_subdir
+    assert resume.is_no_resume is is_no_resume
     for value in ("None", "none", "null", None, False):
-        assert tool._train_dir(value, "runs/train/default") == "runs/train/default"
-        assert tool._hydra_subdir(value) == ".hydra"
+        assert resume.train_run_dir(value, "runs/train/default") == "runs/train/default"
+        assert resume.hydra_output_subdir(value) == ".hydra"
 
 
 def test_trainer_given_resume_none_string_trains_from_scratch(shapes_root, tmp_path):

@@ -17,7 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from ghostdet.engine import Trainer, TrainingError
-from ghostdet.engine import callbacks as callbacks_module
+from ghostdet.engine import run_log
 from ghostdet.utils.checkpoint import load_checkpoint
 from ghostdet.utils.errors import CheckpointError, ConfigError
 
@@ -110,17 +110,17 @@ def test_resume_after_epoch_one_equals_uninterrupted_run(shapes_root, tmp_path, 
     full = Trainer(compose_train(tiny_overrides(shapes_root)), tmp_path / "full")
     full.fit()
 
-    original_log_epoch = callbacks_module.RunLogger.log_epoch
+    original_log_epoch = run_log.RunLogger.log_epoch
 
     def ctrl_c_after_first_epoch(self, epoch, *args, **kwargs):
         original_log_epoch(self, epoch, *args, **kwargs)
         if epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(callbacks_module.RunLogger, "log_epoch", ctrl_c_after_first_epoch)
+    monkeypatch.setattr(run_log.RunLogger, "log_epoch", ctrl_c_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         Trainer(compose_train(tiny_overrides(shapes_root)), tmp_path / "split").fit()
-    monkeypatch.setattr(callbacks_module.RunLogger, "log_epoch", original_log_epoch)
+    monkeypatch.setattr(run_log.RunLogger, "log_epoch", original_log_epoch)
     last = tmp_path / "split" / "weights" / "last.pt"
     assert load_checkpoint(last)["epoch"] == 1
 

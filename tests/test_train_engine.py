@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ghostdet.engine.callbacks import RunLogger
+from ghostdet.engine.run_log import RunLogger
 from ghostdet.engine import (ModelEMA, WarmupDecayLR, build_optimizer, find_resume_checkpoint, param_groups, rng_state,
                              select_device, set_rng_state)
 from ghostdet.utils.checkpoint import load_checkpoint, save_checkpoint

@@ -18,6 +18,21 @@ SCHEDULES = ("cosine", "linear")
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
+def check_optimizer_name(name) -> str:
+    """``optimizer.name`` (any case) as the lower-case key of ``OPTIMIZERS``, or a ConfigError naming them."""
+    key = str(name).lower()
+    if key not in OPTIMIZERS:
+        raise ConfigError(f"optimizer.name={name!r} is not supported; use one of {', '.join(OPTIMIZERS)}")
+    return key
+
+
+def check_schedule_name(name) -> str:
+    """``schedule.name``, one of ``SCHEDULES``, or a ConfigError naming them."""
+    if name not in SCHEDULES:
+        raise ConfigError(f"schedule.name={name!r} is not supported; use one of {', '.join(SCHEDULES)}")
+    return name
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Three groups: conv/linear weights (decayed), norm weights and other 1-D tensors (no decay), biases (no decay).
 
@@ -49,14 +64,12 @@ def build_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.01, momen
                     weight_decay: float = 5e-4, nesterov: bool = True, betas: tuple[float, float] | None = None,
                     eps: float = 1e-8) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) or AdamW over :func:`param_groups`. ``momentum`` is AdamW's beta1 unless ``betas``."""
-    key = str(name).lower()
+    key = check_optimizer_name(name)
     groups = param_groups(model, weight_decay)
     if key == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=bool(nesterov) and momentum > 0)
-    if key == "adamw":
-        b = tuple(betas) if betas is not None else (momentum, 0.999)
-        return torch.optim.AdamW(groups, lr=lr, betas=b, eps=eps)
-    raise ConfigError(f"optimizer.name={name!r} is not supported; use one of {', '.join(OPTIMIZERS)}")
+    b = tuple(betas) if betas is not None else (momentum, 0.999)
+    return torch.optim.AdamW(groups, lr=lr, betas=b, eps=eps)
 
 
 def _momentum_key(group: dict) -> str | None:
@@ -78,8 +91,7 @@ class WarmupDecayLR(LRScheduler):
     def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
                  schedule: str = "cosine", final_lr_ratio: float = 0.01, warmup_bias_lr: float = 0.0,
                  warmup_momentum: float | None = None, last_epoch: int = -1):
-        if schedule not in SCHEDULES:
-            raise ConfigError(f"schedule.name={schedule!r} is not supported; use one of {', '.join(SCHEDULES)}")
+        check_schedule_name(schedule)
         self.total_steps = max(int(total_steps), 1)
         self.warmup_steps = max(int(warmup_steps), 0)
         self.schedule = schedule

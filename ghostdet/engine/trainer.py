@@ -1,10 +1,14 @@
-"""The training loop: data, model, loss, optimizer, schedule, EMA, AMP, DDP, evaluation, checkpoints, resume."""
+"""The training loop: data, model, loss, optimizer, schedule, EMA, DDP, evaluation, checkpoints.
+
+Resume lives in ``engine/resume.py``, mixed precision in ``engine/amp.py``, what a run writes besides checkpoints
+in ``engine/run_log.py``, seeding in ``engine/seeding.py``.
+"""
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,54 +19,38 @@ from omegaconf import DictConfig, OmegaConf
 
 import ghostdet
 from ghostdet.engine import distributed as dist_utils
-from ghostdet.engine.callbacks import LOSS_KEYS, RunLogger, summary_table
-from ghostdet.engine.ema import ModelEMA, unwrap_model
-from ghostdet.engine.optim import OPTIMIZERS, SCHEDULES, WarmupDecayLR, build_optimizer
-from ghostdet.engine.runtime import rng_state, seed_everything, set_rng_state
-from ghostdet.utils.checkpoint import load_checkpoint, model_spec_of, newest_checkpoint, save_checkpoint
+from ghostdet.engine.amp import mixed_precision
+from ghostdet.engine.ema import ModelEMA
+from ghostdet.engine.optim import WarmupDecayLR, build_optimizer, check_optimizer_name, check_schedule_name
+from ghostdet.engine.resume import (RESUME_OVERRIDABLE, is_no_resume, load_resume, restore_training_state,
+                                    shared_run_dir)
+from ghostdet.engine.run_log import LOSS_KEYS, RunLogger
+from ghostdet.engine.seeding import rng_state, seed_everything
+from ghostdet.utils.checkpoint import save_checkpoint
 from ghostdet.utils.device import select_device
-from ghostdet.utils.errors import CheckpointError, ConfigError, GhostdetError
+from ghostdet.utils.errors import ConfigError, GhostdetError
+from ghostdet.utils.imgsz import check_imgsz, max_stride
+from ghostdet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
-
-# what a resumed run may change; everything else comes from the checkpoint's config so the run continues as it was
-RESUME_OVERRIDABLE = ("epochs", "device", "workers", "eval_interval")
 
 
 class TrainingError(GhostdetError):
     """Training cannot go on (e.g. the loss stayed non-finite); the last good checkpoint is kept."""
 
 
-_NO_RESUME_STRINGS = ("", "null", "none", "false")
+@dataclass
+class _EpochStats:
+    """The host-side running figures of one epoch."""
 
+    loss_sums: torch.Tensor  # float64, per LOSS_KEYS, over the finite iterations
+    n_good: int = 0
+    bad_in_row: int = 0
+    images_seen: int = 0
+    t_start: float = field(default_factory=time.time)
 
-def is_no_resume(value: Any) -> bool:
-    """The one definition of "no resume": ``None``, ``False``, or (any case, spaces ignored) ``""``, ``"null"``,
-    ``"none"``, ``"false"`` — e.g. ``resume=None`` from the command line reaches Hydra as the string ``"None"``."""
-    if value is None or value is False:
-        return True
-    return isinstance(value, str) and value.strip().lower() in _NO_RESUME_STRINGS
-
-
-def find_resume_checkpoint(resume: Any, runs_root: str | Path = "runs/train") -> Path:
-    """``resume=true`` → the newest ``<runs_root>/**/weights/last.pt``; a path → that file (or ``<dir>/weights/last.pt``)."""
-    if resume is True or str(resume).lower() == "true":
-        newest = newest_checkpoint(runs_root, "last.pt")
-        if newest is None:
-            raise CheckpointError(f"resume=true: no {runs_root}/**/weights/last.pt found; pass resume=PATH/TO/last.pt")
-        return newest
-    path = Path(str(resume))
-    if path.is_dir():
-        path = path / "weights" / "last.pt" if (path / "weights" / "last.pt").is_file() else path / "last.pt"
-    if not path.is_file():
-        raise CheckpointError(f"resume={resume}: no such checkpoint; pass a run's weights/last.pt or resume=true for the newest run")
-    return path
-
-
-def run_dir_of_checkpoint(path: str | Path) -> Path:
-    """``<run>/weights/last.pt`` → ``<run>``."""
-    path = Path(path).resolve()
-    return path.parent.parent if path.parent.name == "weights" else path.parent
+    def mean(self) -> torch.Tensor:
+        return self.loss_sums / max(self.n_good, 1)
 
 
 def _to_container(cfg) -> dict:
@@ -78,35 +66,22 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, run_dir: str | Path, resume_overrides: dict | None = None):
         self.rank, self.local_rank, self.world_size = dist_utils.env_world()
-        self.ckpt: dict | None = None
-        self.resume_path: Path | None = None
-        if not is_no_resume(cfg.get("resume")):
-            cfg, run_dir = self._load_resume(cfg, resume_overrides or {})
+        resume = None if is_no_resume(cfg.get("resume")) else load_resume(cfg, resume_overrides or {})
+        if resume is not None:
+            cfg, run_dir = resume.cfg, resume.run_dir
+        self.resume_path: Path | None = resume.path if resume is not None else None
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self.weights_dir = self.run_dir / "weights"
         self.device = select_device(cfg.device, self.local_rank, self.world_size)
         self.distributed = dist_utils.init_distributed(self.device)
         self.is_main = dist_utils.is_main_process()
         if self.distributed:
             self.rank, self.world_size = dist_utils.rank(), dist_utils.world_size()
-            # every rank must write into rank 0's run dir (their Hydra dirs may differ by a clock tick)
-            self.run_dir = Path(dist_utils.broadcast_object(str(self.run_dir)))
-            self.weights_dir = self.run_dir / "weights"
+        self.run_dir = shared_run_dir(run_dir)  # every rank writes into rank 0's run dir
+        self.weights_dir = self.run_dir / "weights"
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.epochs = int(cfg.epochs)
-        if self.epochs < 1:
-            raise ConfigError(f"epochs={cfg.epochs}: must be at least 1")
-        if int(cfg.batch) < 1:
-            raise ConfigError(f"batch={cfg.batch}: must be at least 1 (it is the batch per process)")
-        if int(cfg.imgsz) % 32:
-            raise ConfigError(f"imgsz={cfg.imgsz}: must be a multiple of 32 (the detector's largest stride)")
-        # names checked now, before minutes of dataset scanning
-        if str(cfg.optimizer.name).lower() not in OPTIMIZERS:
-            raise ConfigError(f"optimizer.name={cfg.optimizer.name!r} is not supported; use one of {', '.join(OPTIMIZERS)}")
-        if str(cfg.schedule.name) not in SCHEDULES:
-            raise ConfigError(f"schedule.name={cfg.schedule.name!r} is not supported; use one of {', '.join(SCHEDULES)}")
+        _check_config(cfg)  # before minutes of dataset scanning
         # data augmentation differs per rank; model init is the same everywhere (DDP also broadcasts it)
         seed_everything(int(cfg.seed) + self.rank, bool(cfg.deterministic))
         torch.manual_seed(int(cfg.seed))
@@ -121,39 +96,12 @@ class Trainer:
         self._evaluator = None
         self.last_eval_stats: dict | None = None
         self._in_epoch = False
-        if self.ckpt is not None:
-            self._restore(self.ckpt)
-            self.ckpt = None
+        if resume is not None:
+            restore_training_state(self, resume)
         self.logger = RunLogger(self.run_dir, resume_epoch=self.start_epoch if self.resume_path else None,
                                 tensorboard=bool(cfg.get("tensorboard", True))) if self.is_main else None
 
     # ------------------------------------------------------------------ set-up
-    def _load_resume(self, cfg: DictConfig, overrides: dict) -> tuple[DictConfig, Path]:
-        path = find_resume_checkpoint(cfg.resume, cfg.get("runs_root", "runs/train"))
-        ckpt = load_checkpoint(path)
-        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict) or "optimizer" not in ckpt:
-            raise CheckpointError(f"{path}: not a ghostdet training checkpoint with optimizer state; resume needs a run's weights/last.pt")
-        # the model spec is checked before anything else is read or written: a file names registered models only
-        spec = model_spec_of(ckpt, str(path))
-        run_cfg = OmegaConf.create(ckpt["config"])
-        run_cfg.model = spec
-        for key, value in overrides.items():
-            if key in RESUME_OVERRIDABLE:
-                run_cfg[key] = value
-            else:
-                log.warning("resume: ignoring %s=%s (a resumed run keeps its own config; only %s can change)",
-                            key, value, ", ".join(RESUME_OVERRIDABLE))
-        run_cfg.resume = str(path)
-        done = int(ckpt.get("epoch", 0))
-        if done >= int(run_cfg.epochs):
-            raise ConfigError(
-                f"{path}: this run already finished {done} of {run_cfg.epochs} epochs; nothing to resume "
-                f"(add epochs=N with N > {done} to train it longer)"
-            )
-        self.ckpt, self.resume_path = ckpt, path
-        log.info("resuming %s from epoch %d of %d", path, done + 1, int(run_cfg.epochs))
-        return run_cfg, run_dir_of_checkpoint(path)
-
     def _build_data(self) -> None:
         from ghostdet.data import build_dataloader, build_dataset
 
@@ -191,6 +139,7 @@ class Trainer:
         self.model_spec = to_spec(cfg.model, "model")
         model = build_model(self.model_spec, "model", num_classes=len(self.names))
         model.to(self.device)
+        check_imgsz(int(cfg.imgsz), max_stride(model))  # the model's own strides, now that it is built
         self.channels_last = self.device.type == "cuda" and bool(cfg.get("channels_last", True))
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -232,42 +181,10 @@ class Trainer:
                                        schedule=str(sch.name), final_lr_ratio=float(sch.final_lr_ratio),
                                        warmup_bias_lr=float(sch.get("warmup_bias_lr", 0.0)),
                                        warmup_momentum=sch.get("warmup_momentum"))
-        amp = str(cfg.get("amp", "auto")).lower()
-        if amp not in ("auto", "bf16", "fp16", "off", "false", "none"):
-            raise ConfigError(f"amp={cfg.amp}: expected auto, bf16, fp16 or off")
-        self.amp_dtype = None
-        if self.device.type == "cuda" and amp not in ("off", "false", "none"):
-            if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
-                self.amp_dtype = torch.float16
-            else:
-                self.amp_dtype = torch.bfloat16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.amp = mixed_precision(cfg.get("amp", "auto"), self.device)
+        self.amp_dtype, self.scaler = self.amp.dtype, self.amp.scaler
         self.clip_norm = float(cfg.get("clip_grad_norm", 10.0) or 0.0)
         self.max_nonfinite = int(cfg.get("max_nonfinite_steps", 20))
-
-    def _restore(self, ckpt: dict) -> None:
-        try:
-            self.model.load_state_dict(ckpt["model"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            self.scheduler.load_state_dict(ckpt["scheduler"])
-            if self.ema is not None and ckpt.get("ema") is not None:
-                self.ema.load_state_dict(ckpt["ema"], ckpt.get("ema_updates", 0))
-            if ckpt.get("scaler"):
-                self.scaler.load_state_dict(ckpt["scaler"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"{self.resume_path}: cannot resume from it ({str(e).splitlines()[0]})") from None
-        self.start_epoch = int(ckpt.get("epoch", 0))
-        self.epochs_done = self.start_epoch
-        # extending a run (epochs=N larger than before) stretches the decay over the new length
-        self.scheduler.total_steps = self.epochs * self.iters_per_epoch
-        # an interrupted epoch is run again from its start position in the schedule
-        if self.scheduler.last_epoch != self.start_epoch * self.iters_per_epoch:
-            self.scheduler.last_epoch = self.start_epoch * self.iters_per_epoch - 1
-            self.scheduler.step()
-        if ckpt.get("rng") and self.rank == 0 and not ckpt.get("interrupted"):
-            set_rng_state(ckpt["rng"], getattr(self.train_loader, "generator", None))
-        self.best_fitness = ckpt.get("best_fitness")
-        self.best_metrics = dict(ckpt.get("best_metrics") or {})
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict:
@@ -331,96 +248,125 @@ class Trainer:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
-
     def train_one_epoch(self, epoch: int) -> dict:
+        """One pass over the training data; returns the epoch's mean losses (over finite iterations and ranks).
+
+        Nothing here waits for the device per iteration: a loss's finiteness stays on the device until the
+        optimizer step reads the flags of its accumulation window together with the gradient norm (one
+        host-device sync per step, as GradScaler has anyway). A window with a non-finite loss is skipped whole.
+        """
         self._set_epoch_data(epoch)
         self.train_model.train()
+        stats = _EpochStats(torch.zeros(len(LOSS_KEYS), dtype=torch.float64))
+        bar, iterator = self._progress_bar(epoch)
         n = len(self.train_loader)
-        loss_sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)
-        n_good = 0
-        bad_in_row = 0
-        images_seen = 0
-        t_start = time.time()
-        bar = None
-        iterator = self.train_loader
-        if self.is_main and self.cfg.get("progress", True):
-            from tqdm import tqdm
-
-            bar = tqdm(self.train_loader, total=n, desc=f"epoch {epoch + 1}/{self.epochs}", leave=True,
-                       dynamic_ncols=True, bar_format="{l_bar}{bar:20}{r_bar}")
-            iterator = bar
+        window: list[tuple[int, torch.Tensor, dict]] = []  # (iteration, finite flag on the device, loss items)
         self.optimizer.zero_grad(set_to_none=True)
-        for i, (images, targets, _metas, ignore) in enumerate(iterator):
-            images = images.to(self.device, non_blocking=True)
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            targets = targets.to(self.device)
-            ignore = ignore.to(self.device)  # crowd regions: no background loss there
+        for i, batch in enumerate(iterator):
+            images, targets, ignore = self._to_device(batch)
             step_now = (i + 1) % self.accumulate == 0 or i + 1 == n
-            # DDP: all-reduce gradients only on the iteration that steps
-            sync = self.train_model.no_sync() if self.distributed and not step_now else contextlib.nullcontext()
-            with sync:
-                with self._autocast():
-                    raw = self.train_model(images)
-                    loss, items = self.criterion(raw, targets, ignore)
-                finite = self._all_finite(loss)
-                if finite:
-                    # the loss is already x batch size (YOLOv8 convention); DDP averages gradients over ranks,
-                    # so scale by the world size to keep them a sum over the nominal batch
-                    self.scaler.scale(loss * self.world_size if self.distributed else loss).backward()
-            if not finite:
-                bad_in_row += 1
-                log.warning("epoch %d iteration %d: non-finite loss (%s), step skipped", epoch + 1, i + 1,
-                            ", ".join(f"{k} {v:.4g}" for k, v in _items(items).items()))
-                if bad_in_row >= self.max_nonfinite:
-                    raise TrainingError(
-                        f"{bad_in_row} non-finite losses in a row at epoch {epoch + 1}; stopped "
-                        f"(last good checkpoint: {self.weights_dir / 'last.pt'}); lower optimizer.lr or check the data"
-                    )
-            else:
-                bad_in_row = 0
-                n_good += 1
-                loss_sums += torch.tensor([float(_items(items).get(k, 0.0)) for k in LOSS_KEYS], dtype=torch.float64)
+            finite, items = self._forward_backward(images, targets, ignore, step_now)
+            window.append((i, finite, items))
             if step_now:
-                self._optimizer_step()
+                self._optimizer_step(epoch, window, stats)
+                window = []
             self.scheduler.step()
-            images_seen += images.shape[0]
-            if bar is not None:
-                mean = loss_sums / max(n_good, 1)
-                bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in zip(LOSS_KEYS, mean.tolist()))
-                                    + f" lr {self.optimizer.param_groups[0]['lr']:.2e}"
-                                    + f" {images_seen * self.world_size / max(time.time() - t_start, 1e-9):.1f} img/s")
+            stats.images_seen += images.shape[0]
+            if step_now and bar is not None:
+                self._show_progress(bar, stats)
         if bar is not None:
             bar.close()
-        mean = dist_utils.all_reduce_mean(loss_sums / max(n_good, 1))
+        mean = dist_utils.all_reduce_mean(stats.mean())
         return dict(zip(LOSS_KEYS, mean.tolist()))
 
-    def _all_finite(self, loss: torch.Tensor) -> bool:
-        flag = torch.tensor([1.0 if bool(torch.isfinite(loss).all()) else 0.0])
-        if self.distributed:  # every rank must skip together or DDP's all-reduce would hang
-            if self.device.type == "cuda":
-                flag = flag.to(self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-        return bool(flag.item() > 0)
+    def _progress_bar(self, epoch: int):
+        """``(bar, iterable)``: a tqdm bar over the loader on the main process with ``progress=true``, else none."""
+        if not (self.is_main and self.cfg.get("progress", True)):
+            return None, self.train_loader
+        from tqdm import tqdm
 
-    def _optimizer_step(self) -> None:
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        bar = tqdm(self.train_loader, total=len(self.train_loader), desc=f"epoch {epoch + 1}/{self.epochs}",
+                   leave=True, dynamic_ncols=True, bar_format="{l_bar}{bar:20}{r_bar}")
+        return bar, bar
+
+    def _to_device(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, targets, _metas, ignore = batch
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        # crowd regions (ignore): no background loss there
+        return images, targets.to(self.device), ignore.to(self.device)
+
+    def _forward_backward(self, images, targets, ignore, step_now: bool) -> tuple[torch.Tensor, dict]:
+        """Forward, loss and backward of one batch; returns the loss's finiteness (a device tensor) and items."""
+        # DDP: all-reduce gradients only on the iteration that steps
+        sync = self.train_model.no_sync() if self.distributed and not step_now else contextlib.nullcontext()
+        with sync:
+            with self.amp.autocast():
+                raw = self.train_model(images)
+                loss, items = self.criterion(raw, targets, ignore)
+            # the loss is already x batch size (YOLOv8 convention); DDP averages gradients over ranks,
+            # so scale by the world size to keep them a sum over the nominal batch
+            self.scaler.scale(loss * self.world_size if self.distributed else loss).backward()
+        return torch.isfinite(loss.detach()).all(), items
+
+    def _optimizer_step(self, epoch: int, window: list, stats: "_EpochStats") -> None:
+        """Clip and step, unless a loss of the window or (without a scaler) the gradient norm is not finite."""
+        norm = None
         if self.clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
-            if not torch.isfinite(norm) and not self.scaler.is_enabled():
-                log.warning("non-finite gradient norm; optimizer step skipped")
-                self.optimizer.zero_grad(set_to_none=True)
-                return
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+            norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
+                                                  self.clip_norm)
+        finite, norm_finite = self._read_flags([f for _, f, _ in window], norm)
+        self._account(epoch, window, finite, stats)
+        if all(finite) and (norm_finite or self.scaler.is_enabled()):  # GradScaler skips inf gradients itself
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update(self.model)
+            return
+        if all(finite):
+            log.warning("non-finite gradient norm; optimizer step skipped")
+        if self.scaler.is_enabled() and self.clip_norm > 0:
+            self.scaler.update()  # unscale_ ran: the scaler backs off and is ready for the next step
         self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update(self.model)
+
+    def _read_flags(self, flags: list[torch.Tensor], norm: torch.Tensor | None) -> tuple[list[bool], bool]:
+        """The window's loss flags and the norm's finiteness on the host: the step's one device sync. Under DDP
+        the flags are the minimum over ranks, so every rank skips together."""
+        values = torch.stack(flags).float()
+        if norm is not None:
+            values = torch.cat([values, torch.isfinite(norm).float().view(1)])
+        if self.distributed:
+            values = values.to(self.device) if self.device.type == "cuda" else values.cpu()
+            torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.MIN)
+        host = [v > 0 for v in values.tolist()]
+        return (host[:-1], host[-1]) if norm is not None else (host, True)
+
+    def _account(self, epoch: int, window: list, finite: list[bool], stats: "_EpochStats") -> None:
+        """Add the window's finite losses to the epoch's sums; warn of each non-finite one and stop after
+        ``max_nonfinite_steps`` in a row."""
+        for (i, _, items), ok in zip(window, finite):
+            if ok:
+                stats.bad_in_row = 0
+                stats.n_good += 1
+                values = _items(items)
+                stats.loss_sums += torch.tensor([values.get(k, 0.0) for k in LOSS_KEYS], dtype=torch.float64)
+                continue
+            stats.bad_in_row += 1
+            log.warning("epoch %d iteration %d: non-finite loss (%s), step skipped", epoch + 1, i + 1,
+                        ", ".join(f"{k} {v:.4g}" for k, v in _items(items).items()))
+            if stats.bad_in_row >= self.max_nonfinite:
+                raise TrainingError(
+                    f"{stats.bad_in_row} non-finite losses in a row at epoch {epoch + 1}; stopped "
+                    f"(last good checkpoint: {self.weights_dir / 'last.pt'}); lower optimizer.lr or check the data"
+                )
+
+    def _show_progress(self, bar, stats: "_EpochStats") -> None:
+        bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in zip(LOSS_KEYS, stats.mean().tolist()))
+                            + f" lr {self.optimizer.param_groups[0]['lr']:.2e}"
+                            + f" {stats.images_seen * self.world_size / max(time.time() - stats.t_start, 1e-9):.1f} img/s")
 
     def _sync_buffers(self) -> None:
         """BN running stats drift apart between ranks (each sees its own last batch): take rank 0's."""
@@ -516,7 +462,7 @@ class Trainer:
             rows += [("final mAP50", f"{last['mAP50']:.4f}"), ("final mAP50-95", f"{last['mAP50-95']:.4f}")]
         rows += [("best.pt", str(self.weights_dir / "best.pt")), ("last.pt", str(self.weights_dir / "last.pt")),
                  ("results", str(self.run_dir / "results.csv"))]
-        log.info("training finished\n%s", summary_table(rows))
+        log.info("training finished\n%s", text_table(None, rows, align="ll", rule=True))
         if self.last_eval_stats is not None and self.last_eval_stats.get("per_class"):
             from ghostdet.eval.report import per_class_table
 
@@ -524,10 +470,21 @@ class Trainer:
                      per_class_table(self.last_eval_stats, self._evaluator.coco_gt))
 
 
-def _items(items) -> dict:
-    if isinstance(items, dict):
-        return {k: float(v) for k, v in items.items()}
-    return {k: float(v) for k, v in zip(LOSS_KEYS, items)}
+def _check_config(cfg: DictConfig) -> None:
+    """The settings that can be checked before the data is scanned and the model built."""
+    if int(cfg.epochs) < 1:
+        raise ConfigError(f"epochs={cfg.epochs}: must be at least 1")
+    if int(cfg.batch) < 1:
+        raise ConfigError(f"batch={cfg.batch}: must be at least 1 (it is the batch per process)")
+    # the spec's strides when it gives them; the built model is checked again with its own
+    check_imgsz(int(cfg.imgsz), max_stride(strides=cfg.model.get("strides")))
+    check_optimizer_name(cfg.optimizer.name)
+    check_schedule_name(str(cfg.schedule.name))
+
+
+def _items(items: dict) -> dict:
+    """The loss's logging dict as floats (reading a tensor value waits for the device)."""
+    return {k: float(v) for k, v in items.items()}
 
 
 def train(cfg: DictConfig, run_dir: str | Path, resume_overrides: dict | None = None) -> dict:
@@ -539,5 +496,4 @@ def train(cfg: DictConfig, run_dir: str | Path, resume_overrides: dict | None = 
         dist_utils.cleanup()
 
 
-__all__ = ["Trainer", "TrainingError", "train", "find_resume_checkpoint", "is_no_resume", "run_dir_of_checkpoint",
-           "RESUME_OVERRIDABLE"]
+__all__ = ["Trainer", "TrainingError", "train"]

@@ -7,6 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ghostdet.utils.tables import markdown_table, text_table  # noqa: F401 (tools/benchmark.py takes them from here)
+
 # The order of COCOeval.stats (bbox): see pycocotools.cocoeval.COCOeval.summarize.
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 # (metric, iou, area, maxDets) of each stat, for the summary lines
@@ -33,24 +35,6 @@ def format_summary(metrics: dict) -> str:
         iou_str = f"{iou:<9}"
         lines.append(f" {title:<18} {short} @[ IoU={iou_str} | area={area:>6s} | maxDets={max_det:>3d} ] = {metrics[key]:0.3f}")
     return "\n".join(lines)
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table; floats are written as given (format them before)."""
-    out = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
-
-
-def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned table for the console (first column left-aligned, the rest right-aligned)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-
-    def fmt(row):
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-
-    return "\n".join([fmt(cells[0])] + [fmt(r) for r in cells[1:]])
 
 
 def gt_counts(coco_gt) -> dict[str, tuple[int, int]]:

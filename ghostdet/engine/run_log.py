@@ -1,4 +1,4 @@
-"""What a run writes besides checkpoints: results.csv, PNG plots, TensorBoard events, the closing summary."""
+"""What a run writes besides checkpoints: results.csv, PNG plots (losses.png, mAP.png), TensorBoard events."""
 from __future__ import annotations
 
 import csv
@@ -121,9 +121,3 @@ class RunLogger:
         if self.tb is not None:
             self.tb.close()
 
-
-def summary_table(rows: list[tuple[str, str]]) -> str:
-    """A two-column plain-text table."""
-    width = max(len(k) for k, _ in rows)
-    line = "-" * (width + 2 + max(len(v) for _, v in rows))
-    return "\n".join([line, *(f"{k:<{width}}  {v}" for k, v in rows), line])

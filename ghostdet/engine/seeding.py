@@ -1,15 +1,12 @@
-"""Device selection, seeding, deterministic mode and RNG state capture (as tensors and plain data)."""
+"""Seeding, deterministic mode and RNG state capture (as tensors and plain data). Device selection is
+``ghostdet.utils.device``."""
 from __future__ import annotations
 
-import logging
 import os
 import random
 
 import numpy as np
 import torch
-
-
-log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
