@@ -41,6 +41,8 @@ def test_export_tool_checks_against_pytorch_and_reports(exported_onnx):
     assert len(meta["names"]) == 80 and meta["names"][0] == "person" and meta["category_ids"][-1] == 90
     # no BatchNorm left: the exporter folded it into the convs before exporting
     assert not [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    # without --nms the graph stays NMS-free (tests/test_export_nms.py has the --nms export)
+    assert not [n for n in model.graph.node if n.op_type in ("NonMaxSuppression", "TopK")] and meta["nms"] is False
 
 
 def test_onnx_detections_equal_checkpoint_detections(trained_checkpoint, exported_onnx, coco128):

@@ -23,8 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("source", nargs="+", help="image/video files, folders, or glob patterns (quote patterns)")
     p.add_argument("--weights", help="a .pt checkpoint, an exported .onnx, or an OpenVINO export folder (best_openvino/) "
                    "or its .xml; default: the newest runs/train/*/*/weights/best.pt")
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+    p.add_argument("--conf", type=float, help="score threshold (default 0.25; an export with --nms: its own)")
+    p.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.45; an export with --nms: its own)")
     p.add_argument("--imgsz", type=parse_imgsz, help="inference size: 640, or height,width (e.g. 480,640); "
                    "default: the training size (.pt) or the exported size (.onnx)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or N (default cpu)")
@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
     p.add_argument("--classes", action="append", help="keep only these classes: indices or names, comma-separated "
                    "(--classes 0,2 or --classes person,car; may be repeated)")
-    p.add_argument("--max-det", type=int, default=300, help="most detections per image (default 300)")
+    p.add_argument("--max-det", type=int, help="most detections per image (default 300; an export with --nms: its own)")
     p.add_argument("--out", help="output folder (default: runs/detect/<n>, a new one per run)")
     p.add_argument("--no-save", action="store_true", help="do not write annotated images/videos")
     p.add_argument("--save-json", action=argparse.BooleanOptionalAction, default=True, help="write predictions.json (default on)")
@@ -60,10 +60,12 @@ def main(argv=None) -> None:
     from ghostdet.inference.writer import DetectionWriter, find_latest_weights, increment_dir
     from ghostdet.utils.errors import ConfigError
 
-    if not 0 <= args.conf <= 1 or not 0 <= args.iou <= 1:
+    if not 0 <= (args.conf or 0) <= 1 or not 0 <= (args.iou or 0) <= 1:
         raise ConfigError(f"--conf {args.conf} / --iou {args.iou}: both must be between 0 and 1")
-    if args.max_det < 1:
+    if args.max_det is not None and args.max_det < 1:
         raise ConfigError(f"--max-det {args.max_det}: must be >= 1")
+    # only what was given: a model with NMS in its graph defaults to its own thresholds
+    thresholds = {k: v for k, v in dict(conf=args.conf, iou=args.iou, max_det=args.max_det).items() if v is not None}
     classes = [c.strip() for item in args.classes or [] for c in item.split(",") if c.strip()] or None
     files = collect_sources(args.source)  # fail on a missing path before the model is loaded
     weights = Path(args.weights) if args.weights else find_latest_weights()
@@ -73,12 +75,15 @@ def main(argv=None) -> None:
         import torch
 
         torch.set_num_threads(args.threads)  # PyTorch's threads are process-wide; ONNX/OpenVINO get them per model
-    detector = Detector.from_file(weights, device=args.device, imgsz=args.imgsz, conf=args.conf, iou=args.iou,
-                                  max_det=args.max_det, classes=classes, precision=args.precision, threads=args.threads)
+    detector = Detector.from_file(weights, device=args.device, imgsz=args.imgsz, classes=classes,
+                                  precision=args.precision, threads=args.threads, **thresholds)
     if not args.imgsz:
         print(f"using {weights} at {detector.imgsz[0]}x{detector.imgsz[1]}")
     if detector.backend.kind == "openvino":
         print(f"OpenVINO precision {detector.backend.precision} ({detector.backend.precision_reason})")
+    if detector.nms_settings:
+        print(f"NMS in the graph (conf {detector.nms_settings['conf']}, iou {detector.nms_settings['iou']}, "
+              f"max_det {detector.nms_settings['max_det']})")
     detector.warmup()  # lazy initialisation would otherwise be billed to the first image's time
     out = Path(args.out) if args.out else increment_dir("runs/detect")
     images = sum(not f.is_video for f in files)

@@ -3,6 +3,7 @@
     python tools/export.py --weights runs/train/.../weights/best.pt --format onnx --imgsz 640
     python tools/export.py --weights best.pt --format onnx --dynamic --source photo.jpg
     python tools/export.py --weights best.pt --format openvino --precision auto   # -> best_openvino/
+    python tools/export.py --weights best.pt --nms --conf 0.25 --max-det 100      # -> best_nms.onnx (NMS in the graph)
     python tools/export.py --weights best.pt --format torchscript
 """
 from __future__ import annotations
@@ -36,6 +37,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                    help="OpenVINO: also check the export in this inference precision (auto: bf16 where the CPU "
                    "reports BF16); the FP32 check always runs (default fp32)")
+    p.add_argument("--nms", action="store_true", help="ONNX/OpenVINO: class-aware NMS inside the graph; outputs num_dets, "
+                   "det_boxes, det_scores, det_classes (at most --max-det per image); default file best_nms.onnx / "
+                   "best_nms_openvino/")
+    p.add_argument("--conf", type=float, help="--nms: score threshold fixed in the graph (default 0.25, as detect.py)")
+    p.add_argument("--iou", type=float, help="--nms: NMS IoU threshold fixed in the graph (default 0.45)")
+    p.add_argument("--max-det", type=int, help="--nms: most detections per image (default 300)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     p.add_argument("--device", default="cpu", help="device to trace on: cpu, cuda, cuda:N (--half needs cuda to verify fast)")
     p.add_argument("--source", help="image used to check the export against PyTorch (default: a synthetic scene)")
@@ -68,6 +75,19 @@ def main(argv=None) -> None:
     device = select_device(args.device)
     if args.batch < 1:
         raise ConfigError(f"--batch {args.batch}: must be >= 1")
+    given = {k: v for k, v in dict(conf=args.conf, iou=args.iou, max_det=args.max_det).items() if v is not None}
+    nms = dict(dict(nms=True, conf=0.25, iou=0.45, max_det=300), **given) if args.nms else {}
+    if given and not args.nms:
+        log.warning("--%s apply to --nms exports only; ignored", "/--".join(k.replace("_", "-") for k in given))
+    if args.nms:
+        from ghostdet.export.nms import check_nms_settings
+
+        if args.format == "torchscript":
+            raise ConfigError("--nms is for --format onnx or openvino (TorchScript exports stay NMS-free)")
+        check_nms_settings(nms["conf"], nms["iou"], nms["max_det"])
+        weights_stem = weights.with_name(f"{weights.stem}_nms{weights.suffix}")  # best.pt -> best_nms.onnx, best_nms_openvino/
+    else:
+        weights_stem = weights
     model, meta = build_model_from_checkpoint(weights, map_location=device)
     imgsz = normalize_imgsz(args.imgsz or meta.get("imgsz") or 640)
     if args.format == "openvino":
@@ -78,17 +98,17 @@ def main(argv=None) -> None:
         if args.half:
             raise ConfigError("--half is for GPU runtimes; OpenVINO IRs are written with FP32 weights: "
                               "drop --half and run them with --precision bf16 (or auto) instead")
-        out = Path(args.out) if args.out else openvino_dir_for(weights)
+        out = Path(args.out) if args.out else openvino_dir_for(weights_stem)
     else:
-        out = Path(args.out) if args.out else weights.with_suffix(SUFFIXES[args.format])
+        out = Path(args.out) if args.out else weights_stem.with_suffix(SUFFIXES[args.format])
     if args.format == "onnx":
         export_onnx(model, out, imgsz, dynamic=args.dynamic, half=args.half, opset=args.opset or DEFAULT_OPSET,
-                    batch=args.batch, names=meta["names"], category_ids=meta.get("category_ids"), device=device)
+                    batch=args.batch, names=meta["names"], category_ids=meta.get("category_ids"), device=device, **nms)
     elif args.format == "openvino":
         from ghostdet.export.openvino import export_openvino
 
         export_openvino(model, out, imgsz, dynamic=args.dynamic, batch=args.batch, names=meta["names"],
-                        category_ids=meta.get("category_ids"), opset=args.opset or DEFAULT_OPSET)
+                        category_ids=meta.get("category_ids"), opset=args.opset or DEFAULT_OPSET, **nms)
     else:
         if args.dynamic or args.batch != 1:
             log.info("TorchScript traces run at any batch and multiple-of-32 size; --dynamic/--batch are not needed")
@@ -122,16 +142,20 @@ def main(argv=None) -> None:
     prepared = prepare_for_export(model, half=args.half, device=device)
     checks = []
     for precision in precisions:
-        check = verify_export(prepared, out, args.format, batch, description=what, precision=precision)
+        check = verify_export(prepared, out, args.format, batch, description=what, precision=precision,
+                              **({k: v for k, v in nms.items() if k != "nms"}))
         in_precision = f" in {check.precision}" if args.format == "openvino" else ""
-        print(f"checked{in_precision} against PyTorch on {what}: max |box diff| {check.max_box_diff:.2g} px, "
-              f"max |score diff| {check.max_score_diff:.2g}, detections {check.detections_export} vs {check.detections_torch} (conf 0.25)")
+        against = (f"PyTorch + postprocess (conf {check.conf:g}, iou {nms['iou']:g}, max_det {nms['max_det']})" if check.nms
+                   else "PyTorch")
+        print(f"checked{in_precision} against {against} on {what}: max |box diff| {check.max_box_diff:.2g} px, "
+              f"max |score diff| {check.max_score_diff:.2g}, detections {check.detections_export} vs {check.detections_torch} (conf {check.conf:g})")
         if not check.ok:
             raise ExportMismatchError(f"{out}: the exported model{in_precision} disagrees with PyTorch ({'; '.join(check.problems)}); "
                                       "the file was kept for inspection, do not deploy it")
         checks.append(check)
     latency = ", ".join(f"{c.latency_ms:.1f} ms" + (f" {c.precision}" if args.format == "openvino" else "") for c in checks)
-    print(f"exported {out} ({size}, input {batch.shape[0]}x3x{imgsz[0]}x{imgsz[1]}{' dynamic' if args.dynamic else ''}); "
+    in_graph = f", NMS in the graph (max_det {nms['max_det']})" if args.nms else ""
+    print(f"exported {out} ({size}, input {batch.shape[0]}x3x{imgsz[0]}x{imgsz[1]}{' dynamic' if args.dynamic else ''}{in_graph}); "
           f"{RUNTIMES[args.format]} latency {latency} (median of 10, batch {batch.shape[0]}, this machine)")
 
 

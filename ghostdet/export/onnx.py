@@ -1,6 +1,8 @@
 """ONNX export of a Ghost-YOLO: input ``images`` B x 3 x H x W float RGB 0-1 (normalisation inside),
 outputs ``boxes`` B x A x 4 (xyxy, input pixels) and ``scores`` B x A x nc (sigmoid), so any runtime needs
 only letterbox + score threshold + NMS around it (``ghostdet.models.postprocess.postprocess`` does that).
+With ``nms=True`` the graph ends in class-aware NMS instead (``ghostdet.export.nms``: outputs ``num_dets``,
+``det_boxes``, ``det_scores``, ``det_classes``, at most ``max_det`` per image), so a runtime needs only the letterbox.
 
 The model is re-parameterized and BN-folded on a copy first. Class names, COCO category ids and the
 input size travel in the file's metadata (key ``ghostdet``, JSON), so ``Detector.from_onnx`` needs nothing else.
@@ -64,6 +66,10 @@ def export_onnx(
     names: Sequence[str] | None = None,
     category_ids: Sequence[int] | None = None,
     device: str | torch.device = "cpu",
+    nms: bool = False,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    max_det: int = 300,
 ) -> Path:
     """Write ``model`` (a GhostYOLO) to ``path`` as ONNX; returns the path.
 
@@ -71,6 +77,8 @@ def export_onnx(
     half: FP16 weights and FP16 input (for GPU runtimes; ONNX Runtime's CPU provider lacks most FP16 kernels).
     Uses the torch.export-based exporter (``dynamo=True``: the supported one in torch >= 2.9), whose graph is
     optimised (constant folding, dead code removed) before writing.
+    nms: end the graph in class-aware NMS (``ghostdet.export.nms.EndToEndNMS``) with score threshold ``conf``, IoU
+    ``iou`` and at most ``max_det`` detections per image, all fixed in the file (and recorded in its metadata).
     """
     import onnx
 
@@ -82,7 +90,15 @@ def export_onnx(
                     "use --half for GPU runtimes (CUDA/TensorRT)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = DecodedOutputs(prepare_for_export(model, half=half, device=device))
+    translation = None
+    output_names = ["boxes", "scores"]
+    if nms:
+        from ghostdet.export.nms import NMS_OUTPUT_NAMES, ONNX_TRANSLATION, EndToEndNMS
+
+        wrapper: nn.Module = EndToEndNMS(prepare_for_export(model, half=half, device=device), conf, iou, max_det)
+        translation, output_names = ONNX_TRANSLATION, list(NMS_OUTPUT_NAMES)
+    else:
+        wrapper = DecodedOutputs(prepare_for_export(model, half=half, device=device))
     dummy = torch.zeros(batch, 3, h, w, device=device, dtype=torch.float16 if half else torch.float32)
     dynamic_shapes = None
     if dynamic:
@@ -96,17 +112,16 @@ def export_onnx(
         warnings.simplefilter("ignore")  # the exporter's progress and deprecation chatter
         try:
             program = torch.onnx.export(
-                wrapper, (dummy,), input_names=["images"], output_names=["boxes", "scores"],
+                wrapper, (dummy,), input_names=["images"], output_names=output_names,
                 opset_version=opset, dynamo=True, dynamic_shapes=dynamic_shapes, external_data=False,
-                optimize=True, verbose=False,
+                optimize=True, verbose=False, custom_translation_table=translation,
             )
         except Exception as e:
             raise ConfigError(f"ONNX export failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:300]})") from None
     proto = program.model_proto
     if dynamic:  # readable axis names for users of the file
-        for value, dims in ((proto.graph.input[0], {0: "batch", 2: "height", 3: "width"}),
-                            (proto.graph.output[0], {0: "batch", 1: "anchors"}),
-                            (proto.graph.output[1], {0: "batch", 1: "anchors"})):
+        outputs = [(o, {0: "batch"} if nms else {0: "batch", 1: "anchors"}) for o in proto.graph.output]
+        for value, dims in [(proto.graph.input[0], {0: "batch", 2: "height", 3: "width"}), *outputs]:
             for axis, name in dims.items():
                 dim = value.type.tensor_type.shape.dim[axis]
                 if not dim.HasField("dim_value"):
@@ -121,16 +136,22 @@ def export_onnx(
         "half": bool(half),
         "input": "images: B x 3 x H x W float RGB 0-1, letterboxed (pad 114)",
         "outputs": "boxes: B x A x 4 xyxy input pixels; scores: B x A x nc sigmoid",
+        "nms": bool(nms),
         "ghostdet_version": _version(),
     }
+    if nms:
+        meta.update(conf=float(conf), iou=float(iou), max_det=int(max_det), outputs=(
+            f"num_dets: B x 1 int32; det_boxes: B x {max_det} x 4 float32 xyxy input pixels; det_scores: B x {max_det} "
+            f"float32 descending; det_classes: B x {max_det} int32; rows from num_dets on are padding (0, class -1)"))
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     proto.producer_name = "ghostdet"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-    log.info("exported %s in %.1f s (opset %d, %s, %s)", path, time.perf_counter() - started, opset,
-             "dynamic batch/height/width" if dynamic else f"fixed {batch}x3x{h}x{w}", "fp16" if half else "fp32")
+    log.info("exported %s in %.1f s (opset %d, %s, %s%s)", path, time.perf_counter() - started, opset,
+             "dynamic batch/height/width" if dynamic else f"fixed {batch}x3x{h}x{w}", "fp16" if half else "fp32",
+             f", NMS in the graph: conf {conf}, iou {iou}, max_det {max_det}" if nms else "")
     return path
 
 

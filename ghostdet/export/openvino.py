@@ -44,11 +44,16 @@ def export_openvino(
     category_ids: Sequence[int] | None = None,
     opset: int = DEFAULT_OPSET,
     onnx_path: str | os.PathLike | None = None,
+    nms: bool = False,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    max_det: int = 300,
 ) -> Path:
     """Write ``model`` (a GhostYOLO) as an OpenVINO IR folder ``out_dir``; returns the folder.
 
     The model goes through ``export_onnx`` first (into a temporary file, or ``onnx_path`` to keep it), so both formats
     share one graph and one metadata record. Weights are stored in FP32; pick bf16 at run time (precision hint).
+    ``nms``/``conf``/``iou``/``max_det``: NMS inside the graph, as in ``export_onnx``.
     """
     import onnx
 
@@ -60,7 +65,7 @@ def export_openvino(
     with tempfile.TemporaryDirectory() as tmp, _quiet_loggers("ghostdet.export.onnx") if onnx_path is None else contextlib.nullcontext():
         source = Path(onnx_path) if onnx_path else Path(tmp) / "model.onnx"
         export_onnx(model, source, imgsz, dynamic=dynamic, half=False, opset=opset, batch=batch, names=names,
-                    category_ids=category_ids)  # its "exported /tmp/..onnx" line is muted: the temp file is gone after
+                    category_ids=category_ids, nms=nms, conf=conf, iou=iou, max_det=max_det)  # its "exported /tmp/..onnx" line is muted: the temp file is gone after
         proto = onnx.load(str(source), load_external_data=False)
         meta = json.loads({p.key: p.value for p in proto.metadata_props}[META_KEY])
         del proto

@@ -2,7 +2,8 @@
 
 Two levels: raw outputs (largest box difference in pixels, largest score difference) and detections after
 score threshold + NMS (count and box agreement, the criterion users care about: same count within 2%,
-matched boxes within 1 pixel).
+matched boxes within 1 pixel). An export with NMS in the graph has only detections: they are checked against
+``ghostdet.models.postprocess.postprocess`` of the PyTorch outputs at the graph's conf/iou/max_det, image by image.
 """
 from __future__ import annotations
 
@@ -84,6 +85,8 @@ class ExportCheck:
     ok: bool
     problems: list[str] = field(default_factory=list)
     precision: str = "fp32"  # what the exported model ran in (openvino: the resolved precision hint)
+    conf: float = 0.25       # the score threshold the detections were compared at
+    nms: bool = False        # the file had NMS in the graph (box/score diffs are then over matched detections)
 
 
 # bf16 keeps 8 significant bits (relative error ~4e-3): boxes of a few hundred pixels move by a pixel or two and
@@ -94,21 +97,28 @@ BF16_BOX_TOL, BF16_BOX_FRACTION, BF16_SCORE_TOL, BF16_MIN_IOU, BF16_COUNT_FRACTI
 
 def verify_export(prepared: torch.nn.Module, path: str | os.PathLike, fmt: str, batch: np.ndarray, conf: float = 0.25,
                   iou: float = 0.45, runs: int = 10, box_tol: float = 1.0, score_tol: float = 1e-3,
-                  description: str = "", precision: str = "fp32", threads: int | None = None) -> ExportCheck:
+                  description: str = "", precision: str = "fp32", threads: int | None = None,
+                  max_det: int = 300) -> ExportCheck:
     """Run ``prepared`` (the fused model that was exported) and the file at ``path`` (``fmt`` onnx, torchscript or
     openvino) on ``batch``; compare outputs and detections; time the exported model (median of ``runs``).
 
     ``precision`` (openvino only: fp32, bf16 or auto) is the inference precision hint the file is run with; bf16 is
-    checked with the looser ``BF16_*`` tolerances (raw boxes/scores, and detections matched at IoU >= 0.9)."""
+    checked with the looser ``BF16_*`` tolerances (raw boxes/scores, and detections matched at IoU >= 0.9).
+    A file with NMS in the graph is compared on detections only: pass the ``conf``, ``iou`` and ``max_det`` it was
+    exported with (the reference is ``postprocess`` at those)."""
     from ghostdet.models.postprocess import postprocess
 
     param = next(prepared.parameters())
     with torch.inference_mode():
         ref_boxes, ref_scores = prepared.decode(prepared(torch.from_numpy(batch).to(param.device, param.dtype)))
     ref_boxes, ref_scores = ref_boxes.float().cpu(), ref_scores.float().cpu()
-    run, precision = _runner(path, fmt, param.dtype, param.device, precision, threads)
-    out_boxes, out_scores = run(batch)  # also the warm-up of the timing below
+    run, precision, nms = _runner(path, fmt, param.dtype, param.device, precision, threads)
+    outputs = run(batch)  # also the warm-up of the timing below
     latency_ms = measure_latency(lambda: run(batch), warmup=0, repeats=runs)["median"]
+    if nms:
+        return _verify_nms(ref_boxes, ref_scores, outputs, tuple(batch.shape[-2:]), conf, iou, max_det, box_tol,
+                           score_tol, description, precision, latency_ms, half=param.dtype == torch.float16)
+    out_boxes, out_scores = outputs
     box_diff = float((ref_boxes - out_boxes).abs().max())
     score_diff = float((ref_scores - out_scores).abs().max())
     hw = tuple(batch.shape[-2:])
@@ -137,7 +147,47 @@ def verify_export(prepared: torch.nn.Module, path: str | os.PathLike, fmt: str, 
     elif n_ref and det_diff > box_tol:
         problems.append(f"matched detection boxes differ by up to {det_diff:.3g} px")
     return ExportCheck(description, box_diff, score_diff, n_ref, n_got, det_diff, latency_ms, not problems, problems,
-                       precision)
+                       precision, conf)
+
+
+def _verify_nms(ref_boxes: torch.Tensor, ref_scores: torch.Tensor, outputs, hw: tuple[int, int], conf: float, iou: float,
+                max_det: int, box_tol: float, score_tol: float, description: str, precision: str, latency_ms: float,
+                half: bool = False) -> ExportCheck:
+    """The NMS graph's detections (``outputs``) against ``postprocess`` of the PyTorch outputs, every image of the
+    batch: the same count (within 2%), matched boxes within ``box_tol`` px, scores within ``score_tol``."""
+    from ghostdet.inference.predictor import nms_outputs_to_detections
+    from ghostdet.models.postprocess import postprocess
+
+    problems: list[str] = []
+    n_ref_total = n_got_total = 0
+    worst_box = worst_score = 0.0
+    if half:  # FP16 rounds boxes at large coordinates to ~0.5 px and scores to ~1e-3
+        box_tol, score_tol = box_tol * 2, score_tol * 5
+    references = postprocess(ref_boxes, ref_scores, conf, iou, max_det, clip_shape=hw)
+    candidates = nms_outputs_to_detections(outputs, len(references))
+    for index, (ref, got) in enumerate(zip(references, candidates)):
+        n_ref, n_got, det_diff = compare_detections(ref, got)
+        n_ref_total, n_got_total = n_ref_total + n_ref, n_got_total + n_got
+        where = f"image {index}: " if len(references) > 1 else ""
+        count_tol = int(0.02 * n_ref) + int(half)
+        if precision == "bf16":
+            count_tol = max(count_tol, int(BF16_COUNT_FRACTION * n_ref), 1)
+            matched = match_fraction(ref, got, BF16_MIN_IOU)
+            if n_ref and matched < 1 - BF16_COUNT_FRACTION:
+                problems.append(f"{where}only {matched:.0%} of the detections have a partner at IoU >= {BF16_MIN_IOU}")
+        if n_ref and n_got and (precision != "bf16" or det_diff != float("inf")):
+            worst_box = max(worst_box, det_diff)
+        if abs(n_ref - n_got) > count_tol:
+            problems.append(f"{where}{n_got} detections instead of {n_ref}")
+        k = min(n_ref, n_got)
+        if k:  # both sorted by score: the k best scores must agree
+            worst_score = max(worst_score, float((ref["scores"][:k] - got["scores"][:k]).abs().max()))
+    if precision != "bf16" and worst_box > box_tol:
+        problems.append(f"matched detection boxes differ by up to {worst_box:.3g} px")
+    if worst_score > (max(score_tol, BF16_SCORE_TOL) if precision == "bf16" else score_tol):
+        problems.append(f"detection scores differ by up to {worst_score:.3g}")
+    return ExportCheck(description, worst_box, worst_score, n_ref_total, n_got_total, worst_box, latency_ms,
+                       not problems, problems, precision, conf, nms=True)
 
 
 def match_fraction(reference: dict, candidate: dict, min_iou: float = 0.9) -> float:
@@ -156,23 +206,13 @@ def match_fraction(reference: dict, candidate: dict, min_iou: float = 0.9) -> fl
 
 
 def _runner(path, fmt: str, dtype: torch.dtype, device: torch.device, precision: str = "fp32", threads: int | None = None):
-    """``(run, precision)``: a callable ``batch (numpy) -> (boxes, scores)`` float32 CPU tensors for the exported
-    file, and the precision it runs in."""
+    """``(run, precision, nms)``: a callable ``batch (numpy) -> (boxes, scores)`` float32 CPU tensors for the exported
+    file (an NMS graph: its four outputs), the precision it runs in, and whether NMS is in the graph."""
     if fmt == "onnx":
-        import onnxruntime as ort
+        from ghostdet.inference.predictor import OnnxBackend, onnx_session
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        inp = session.get_inputs()[0]
-        np_dtype = np.float16 if "float16" in inp.type else np.float32
-
-        def run(batch):
-            boxes, scores = session.run(None, {inp.name: batch.astype(np_dtype)})
-            return torch.from_numpy(boxes.astype(np.float32)), torch.from_numpy(scores.astype(np.float32))
-
-        return run, "fp16" if np_dtype == np.float16 else "fp32"
+        backend = OnnxBackend(onnx_session(path, "cuda" if device.type == "cuda" else "cpu", threads), Path(path))
+        return backend, "fp16" if backend.input_dtype == np.float16 else "fp32", backend.nms
     if fmt == "torchscript":
         import warnings
 
@@ -185,12 +225,12 @@ def _runner(path, fmt: str, dtype: torch.dtype, device: torch.device, precision:
                 boxes, scores = module(torch.from_numpy(batch).to(device, dtype))
             return boxes.float().cpu(), scores.float().cpu()
 
-        return run, "fp16" if dtype == torch.float16 else "fp32"
+        return run, "fp16" if dtype == torch.float16 else "fp32", False
     if fmt == "openvino":
         from ghostdet.inference.openvino import load_backend
 
         backend, _ = load_backend(path, precision=precision, threads=threads)
-        return backend, backend.precision
+        return backend, backend.precision, backend.nms
     raise ValueError(f"unknown export format {fmt!r}")
 
 

@@ -3,7 +3,8 @@
 A folder holds ``model.xml`` + ``model.bin`` (FP32 weights: saved with ``compress_to_fp16=False``) and
 ``metadata.json``; the same ghostdet metadata as an ONNX export (names, category ids, imgsz, ...) is also in the
 IR's ``rt_info`` under the key ``ghostdet``. The graph is the ONNX one: ``images`` B x 3 x H x W float RGB 0-1 in,
-``boxes`` and ``scores`` out, so ``Detector`` pre- and post-processes it exactly like an ONNX model.
+``boxes`` and ``scores`` out (or, exported with ``--nms``, the four NMS outputs ``num_dets, det_boxes, det_scores,
+det_classes``), so ``Detector`` pre- and post-processes it exactly like an ONNX model.
 
 Precision is a compile-time hint (``INFERENCE_PRECISION_HINT``): ``fp32``, ``bf16``, or ``auto`` = bf16 where the
 CPU reports BF16 among its ``OPTIMIZATION_CAPABILITIES`` (AVX512-BF16 or AMX), else fp32. The weights on disk stay
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ghostdet.inference.predictor import NMS_OUTPUT_NAMES, output_order
 from ghostdet.utils.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -167,7 +169,8 @@ def compile_model(model, precision: str = "auto", threads: int | None = None, co
 
 
 class OpenVinoBackend:
-    """An OpenVINO CPU-compiled model of an IR written by ``ghostdet.export.export_openvino`` (same I/O as the ONNX)."""
+    """An OpenVINO CPU-compiled model of an IR written by ``ghostdet.export.export_openvino`` (same I/O as the ONNX,
+    with or without NMS)."""
 
     kind = "openvino"
 
@@ -176,7 +179,7 @@ class OpenVinoBackend:
         self.path = path
         self.precision, self.precision_reason = precision, reason
         inputs, outputs = compiled.inputs, compiled.outputs
-        if len(inputs) != 1 or len(outputs) != 2:
+        if len(inputs) != 1 or len(outputs) not in (2, len(NMS_OUTPUT_NAMES)):
             raise CheckpointError(f"{path}: has {len(inputs)} input(s) and {len(outputs)} output(s); expected images -> "
                                   "boxes, scores (an OpenVINO export from tools/export.py)")
         shape = inputs[0].get_partial_shape()
@@ -186,15 +189,17 @@ class OpenVinoBackend:
         h, w = dims[2], dims[3]
         self.fixed_imgsz = (h, w) if h is not None and w is not None else None
         self.fixed_batch = dims[0]
-        names = [set(o.get_names()) for o in outputs]
-        self.output_index = [0, 1]
-        if "boxes" in names[1] and "scores" in names[0]:  # keep (boxes, scores) whatever order the IR lists them in
-            self.output_index = [1, 0]
+        # (boxes, scores), or the NMS outputs, whatever order the IR lists them in
+        self.nms, self.output_index = output_order([set(o.get_names()) for o in outputs], path)
+        nc = outputs[self.output_index[1]].get_partial_shape()[-1]
+        self.num_classes = nc.get_length() if nc.is_static and not self.nms else None
         self.request = compiled.create_infer_request()
 
-    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, ...]:
         self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         # the request reuses its output buffers: copy before the next call overwrites them
+        if self.nms:
+            return tuple(torch.from_numpy(np.array(self.request.get_output_tensor(i).data)) for i in self.output_index)
         boxes = np.array(self.request.get_output_tensor(self.output_index[0]).data, dtype=np.float32)
         scores = np.array(self.request.get_output_tensor(self.output_index[1]).data, dtype=np.float32)
         return torch.from_numpy(boxes), torch.from_numpy(scores)

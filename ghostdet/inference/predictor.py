@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 STRIDE = 32  # largest stride of every Ghost-YOLO head: input sides must be multiples of it
 ONNX_META_KEY = "ghostdet"  # metadata_props key of exported models (JSON: names, category_ids, imgsz, ...)
+# outputs of an export with NMS in the graph (``tools/export.py --nms``; ``ghostdet.export.nms``), in this order
+NMS_OUTPUT_NAMES = ("num_dets", "det_boxes", "det_scores", "det_classes")
 
 
 def normalize_imgsz(imgsz: int | Sequence[int], stride: int = STRIDE) -> tuple[int, int]:
@@ -72,9 +74,11 @@ class Backend(Protocol):
     kind: str                                # "pytorch", "onnxruntime", "openvino"
     fixed_imgsz: tuple[int, int] | None      # the only input size an exported file accepts (None: any)
     fixed_batch: int | None                  # the only batch size it accepts (None: any)
+    nms: bool                                # the graph ends in NMS (outputs NMS_OUTPUT_NAMES)
 
-    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """B x 3 x H x W float32 0-1 letterboxed RGB -> decoded (boxes B x A x 4, scores B x A x nc), float32 CPU."""
+    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """B x 3 x H x W float32 0-1 letterboxed RGB -> decoded (boxes B x A x 4, scores B x A x nc), float32 CPU;
+        for an NMS graph (``nms``) its four outputs (num_dets, det_boxes, det_scores, det_classes) instead."""
         ...
 
 
@@ -84,6 +88,7 @@ class TorchBackend:
     kind = "pytorch"
     fixed_imgsz: tuple[int, int] | None = None
     fixed_batch: int | None = None
+    nms = False
 
     def __init__(self, model: torch.nn.Module, device: torch.device, channels_last: bool = False):
         # channels_last: oneDNN's NHWC kernels run these 1x1/depthwise-heavy models faster on CPU
@@ -99,8 +104,74 @@ class TorchBackend:
         return boxes.float().cpu(), scores.float().cpu()
 
 
+def output_order(names: Sequence[set[str] | str], path: os.PathLike | str) -> tuple[bool, list[int]]:
+    """``(nms, order)`` for the outputs of an exported graph, each given by its name (or set of names): the order
+    that yields ``(boxes, scores)``, or for an NMS graph ``NMS_OUTPUT_NAMES``, whatever order the file lists them in."""
+    sets = [{n} if isinstance(n, str) else set(n) for n in names]
+
+    def index(name: str) -> int | None:
+        return next((i for i, s in enumerate(sets) if name in s), None)
+
+    if len(sets) == len(NMS_OUTPUT_NAMES) and all(index(n) is not None for n in NMS_OUTPUT_NAMES):
+        return True, [index(n) for n in NMS_OUTPUT_NAMES]  # type: ignore[misc]
+    if len(sets) != 2:
+        listed = ", ".join(sorted(next(iter(s)) for s in sets if s))
+        raise CheckpointError(f"{path}: has {len(sets)} outputs ({listed}); expected decoded boxes and scores, or "
+                              f"{', '.join(NMS_OUTPUT_NAMES)} (an export from tools/export.py)")
+    if index("boxes") == 1 and index("scores") == 0:
+        return False, [1, 0]
+    return False, [0, 1]
+
+
+def nms_outputs_to_detections(outputs: Sequence[Any], count: int | None = None, conf: float | None = None,
+                              max_det: int | None = None, classes: Sequence[int] | None = None) -> list[dict[str, torch.Tensor]]:
+    """The padded outputs of an NMS graph (num_dets, det_boxes, det_scores, det_classes) -> one dict per image (the
+    first ``count``) with boxes/scores/labels like ``postprocess``'s; optionally filtered further by a higher ``conf``,
+    a smaller ``max_det`` and ``classes`` (the graph's own thresholds cannot be undone)."""
+    num, boxes, scores, labels = (torch.as_tensor(np.asarray(o)) for o in outputs)
+    results = []
+    for i in range(len(num) if count is None else count):
+        k = int(num[i].reshape(-1)[0])
+        found = {"boxes": boxes[i, :k].float(), "scores": scores[i, :k].float(), "labels": labels[i, :k].long()}
+        keep = torch.ones(k, dtype=torch.bool)
+        if conf is not None:
+            keep &= found["scores"] > conf
+        if classes is not None:
+            keep &= torch.isin(found["labels"], torch.as_tensor(list(classes), dtype=torch.long))
+        found = {key: value[keep][:max_det] for key, value in found.items()}
+        results.append(found)
+    return results
+
+
+def onnx_session(path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None):
+    """An ONNX Runtime session of the exported model at ``path`` (CPU, or CUDA for ``cuda[:N]``); bad files and a
+    missing onnxruntime or CUDA provider are one-line errors."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("running .onnx models needs onnxruntime: pip install onnxruntime") from None
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such ONNX file; check the path")
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if str(device).lower() not in ("cpu", ""):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError(f"device {device!r} asked for, but this onnxruntime has no CUDA provider (pip install onnxruntime-gpu) ; use --device cpu")
+        index = str(device).split(":")[-1]
+        providers = [("CUDAExecutionProvider", {"device_id": int(index) if index.isdigit() else 0}), "CPUExecutionProvider"]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # ORT's own warnings go to stderr unformatted; keep the console clean
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...) for bad files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable ONNX model ({first[:200]}); export one with tools/export.py") from None
+
+
 class OnnxBackend:
-    """An ONNX Runtime session of a model written by ``ghostdet.export.export_onnx``."""
+    """An ONNX Runtime session of a model written by ``ghostdet.export.export_onnx`` (with or without NMS)."""
 
     kind = "onnxruntime"
 
@@ -117,15 +188,16 @@ class OnnxBackend:
         self.fixed_imgsz = (h, w) if isinstance(h, int) and isinstance(w, int) else None
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         outputs = session.get_outputs()
-        if len(outputs) != 2:
-            raise CheckpointError(
-                f"{path}: has {len(outputs)} outputs ({', '.join(o.name for o in outputs)}); expected decoded boxes and scores "
-                "(an ONNX file from tools/export.py)"
-            )
-        self.output_names = [o.name for o in outputs]
+        self.nms, order = output_order([o.name for o in outputs], path)
+        self.output_names = [outputs[i].name for i in order]
+        nc = outputs[order[1]].shape[-1]
+        self.num_classes = nc if isinstance(nc, int) and not self.nms else None
 
-    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        boxes, scores = self.session.run(self.output_names, {self.input_name: batch.astype(self.input_dtype, copy=False)})
+    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, ...]:
+        outputs = self.session.run(self.output_names, {self.input_name: batch.astype(self.input_dtype, copy=False)})
+        if self.nms:
+            return tuple(torch.from_numpy(np.asarray(o)) for o in outputs)
+        boxes, scores = outputs
         return torch.from_numpy(np.asarray(boxes, np.float32)), torch.from_numpy(np.asarray(scores, np.float32))
 
 
@@ -161,6 +233,8 @@ class Detector:
         self.classes = self._class_indices(classes)
         self.batch_size = max(1, int(batch_size))
         self.source = source
+        self.nms_settings: dict[str, Any] | None = None  # an NMS graph's baked-in conf/iou/max_det (_from_exported)
+        self._warned: set[tuple[str, float]] = set()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -201,31 +275,10 @@ class Detector:
         ConfigError (re-export with ``--dynamic`` or with the size you want). Class names come from the
         file's metadata. ``threads`` sets ONNX Runtime's intra-op threads (default: its own choice).
         """
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ConfigError("running .onnx models needs onnxruntime: pip install onnxruntime") from None
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such ONNX file; check the path")
-        providers = ["CPUExecutionProvider"]
-        if str(device).lower() not in ("cpu", ""):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ConfigError(f"device {device!r} asked for, but this onnxruntime has no CUDA provider (pip install onnxruntime-gpu) ; use --device cpu")
-            index = str(device).split(":")[-1]
-            providers = [("CUDAExecutionProvider", {"device_id": int(index) if index.isdigit() else 0}), "CPUExecutionProvider"]
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # ORT's own warnings go to stderr unformatted; keep the console clean
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...) for bad files
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{path}: not a loadable ONNX model ({first[:200]}); export one with tools/export.py") from None
-        nc = session.get_outputs()[1].shape[-1]
-        return cls._from_exported(OnnxBackend(session, path), _onnx_metadata(session), path, imgsz,
-                                  nc if isinstance(nc, int) else None, **kwargs)
+        session = onnx_session(path, device, threads)
+        backend = OnnxBackend(session, path)
+        return cls._from_exported(backend, _onnx_metadata(session), path, imgsz, backend.num_classes, **kwargs)
 
     @classmethod
     def from_openvino(cls, path: str | os.PathLike, imgsz: int | Sequence[int] | None = None, device: str = "cpu",
@@ -242,8 +295,7 @@ class Detector:
         if str(device).lower() not in ("cpu", ""):
             raise ConfigError(f"device {device!r}: ghostdet runs OpenVINO models on the CPU only; use --device cpu")
         backend, meta = load_backend(path, precision=precision, threads=threads)
-        nc = backend.compiled.outputs[backend.output_index[1]].get_partial_shape()[-1]
-        return cls._from_exported(backend, meta, Path(path), imgsz, nc.get_length() if nc.is_static else None, **kwargs)
+        return cls._from_exported(backend, meta, Path(path), imgsz, backend.num_classes, **kwargs)
 
     @classmethod
     def _from_exported(cls, backend, meta: dict, path: Path, imgsz, num_classes: int | None, **kwargs) -> "Detector":
@@ -265,7 +317,13 @@ class Detector:
             names = [str(i) for i in range(num_classes)]
         if backend.fixed_batch not in (None, 1):
             kwargs.setdefault("batch_size", backend.fixed_batch)
-        return cls(backend, names, imgsz=size, category_ids=meta.get("category_ids"), source=str(path), **kwargs)
+        if backend.nms:  # NMS in the graph: its thresholds are the defaults (a higher conf / lower max_det can filter)
+            for key in ("conf", "iou", "max_det"):
+                if meta.get(key) is not None:
+                    kwargs.setdefault(key, meta[key])
+        detector = cls(backend, names, imgsz=size, category_ids=meta.get("category_ids"), source=str(path), **kwargs)
+        detector.nms_settings = {key: meta.get(key) for key in ("conf", "iou", "max_det")} if backend.nms else None
+        return detector
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "cpu", imgsz: int | Sequence[int] | None = None,
@@ -313,6 +371,8 @@ class Detector:
             max_det=self.max_det if max_det is None else int(max_det),
             classes=self.classes if classes is None else self._class_indices(classes),
         )
+        if getattr(self.backend, "nms", False):
+            self._warn_about_baked_in_nms(settings)
         batch: list[Frame] = []
         for frame in _frames(source, bgr):
             batch.append(frame)
@@ -335,9 +395,13 @@ class Detector:
         if self.backend.fixed_batch and len(frames) < self.backend.fixed_batch:  # a static-batch ONNX: pad the last batch
             batch = np.concatenate([batch, np.zeros((self.backend.fixed_batch - len(frames), *batch.shape[1:]), batch.dtype)])
         t1 = time.perf_counter()
-        boxes, scores = self.backend(batch)
+        outputs = self.backend(batch)
         t2 = time.perf_counter()
-        kept = postprocess(boxes[: len(frames)], scores[: len(frames)], conf, iou, max_det, classes)
+        if getattr(self.backend, "nms", False):  # NMS ran in the graph: only filter by a higher conf, classes, max_det
+            kept = nms_outputs_to_detections(outputs, len(frames), conf, max_det, classes)
+        else:
+            boxes, scores = outputs
+            kept = postprocess(boxes[: len(frames)], scores[: len(frames)], conf, iou, max_det, classes)
         results = []
         for frame, found, (ratio, pad, shape) in zip(frames, kept, geometry):
             labels = found["labels"].cpu().numpy().astype(np.int64)
@@ -357,6 +421,22 @@ class Detector:
         for r in results:
             r.speed_ms = dict(speed)
         return results
+
+    def _warn_about_baked_in_nms(self, settings: dict[str, Any]) -> None:
+        """One warning per setting an NMS graph cannot honour: conf below, iou other than, max_det above its own."""
+        baked = self.nms_settings or {}
+        checks = [("conf", baked.get("conf") is not None and settings["conf"] < baked["conf"] - 1e-9,
+                   "detections below it are not in the graph's output"),
+                  ("iou", baked.get("iou") is not None and abs(settings["iou"] - baked["iou"]) > 1e-9,
+                   "NMS ran in the graph at its own IoU"),
+                  ("max_det", baked.get("max_det") is not None and settings["max_det"] > baked["max_det"],
+                   "the graph returns at most that many")]
+        for key, unmet, why in checks:
+            if unmet and (key, settings[key]) not in self._warned:
+                self._warned.add((key, settings[key]))
+                log.warning("%s: NMS is in the graph with %s %s; %s %s asked for cannot apply (%s); re-export with "
+                            "tools/export.py --nms --%s %s", self.source or "model", key, baked[key], key, settings[key],
+                            why, key.replace("_", "-"), settings[key])
 
     def warmup(self, runs: int = 1) -> None:
         """Run on blank images so the first real image is not slowed by lazy initialisation."""
