@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ghostdet.models import GhostNet, GhostNetV2, RepGhostNet, reparameterize
+from ghostdet.models import GhostNet, GhostNetV2, RepGhostNet, build_model, reparameterize
 from ghostdet.utils.errors import CheckpointError
 from ghostdet.utils.flops import count_params, count_params_macs, gflops
 
@@ -47,7 +47,8 @@ def _within_published(measured: float, published: float, rel: float, last_digit:
 
 @pytest.mark.parametrize("cls,width,name,pub_params,pub_macs,params,macs", TABLE, ids=[r[2] for r in TABLE])
 def test_table_figures(cls, width, name, pub_params, pub_macs, params, macs):
-    model = cls(width=width)
+    model = build_model({"name": name})  # each paper width is a registered variant under timm's name
+    assert type(model) is cls
     got_params, got_macs = count_params_macs(model, (1, 3, 224, 224))
     assert (got_params, got_macs) == (params, macs)
     assert _within_published(got_params / 1e6, pub_params, PARAMS_TOLERANCE.get(name, 0.005), 0.1), got_params
@@ -109,7 +110,7 @@ def test_pretrained_file_with_wrappers_and_features_only(tmp_path, dog):
 
     backbone = GhostNetV2(width=1.0, features_only=True, pretrained=path).eval()
     assert not hasattr(backbone, "classifier") and not hasattr(backbone, "conv_head")
-    assert len(backbone.blocks) == 9  # no final 1x1 ConvBnAct (blocks.9) in features_only mode
+    assert len(backbone.blocks) == 9  # no final 1x1 LastStageConv (blocks.9) in features_only mode
     with torch.no_grad():
         c3, c4, c5 = backbone(dog)
         x = model.act1(model.bn1(model.conv_stem(dog)))
@@ -205,7 +206,7 @@ def test_features_non_square(cls, width, channels):
     with torch.no_grad():
         features = model(torch.rand(1, 3, 192, 320))
     assert [tuple(f.shape) for f in features] == [(1, c, 192 // s, 320 // s) for c, s in zip(channels, (8, 16, 32))]
-    # the ImageNet head (final 1x1 ConvBnAct, conv_head, classifier) is not built
+    # the ImageNet head (final 1x1 LastStageConv, conv_head, classifier) is not built
     with torch.device("meta"):
         classifier = cls(width=width)
     assert count_params(model) < count_params(classifier) - 1_000_000
@@ -223,14 +224,28 @@ def test_flops_helpers():
     assert count_params_macs(conv, (1, 3, 8, 8)) == (16 * 3 * 9 + 32, 8 * 8 * 16 * 3 * 9)
 
 
-def test_deepcopy_and_state_roundtrip():
-    """Models survive deepcopy (used by EMA) with identical outputs."""
+def _same_outputs(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_deepcopy_and_state_dict_round_trip():
+    """A deepcopy (what EMA keeps) and a state_dict loaded into a freshly built model give bit-identical
+    outputs; changing one weight of the copy changes its outputs and leaves the original's alone."""
+    torch.manual_seed(0)
     model = _randomize_bn(GhostNetV2(width=1.0, features_only=True)).eval()
-    clone = copy.deepcopy(model)
+    torch.manual_seed(1)
+    fresh = GhostNetV2(width=1.0, features_only=True).eval()  # another initialisation
     x = torch.rand(1, 3, 128, 160)
     with torch.no_grad():
-        for a, b in zip(model(x), clone(x)):
-            torch.testing.assert_close(a, b, atol=0, rtol=0)
+        reference = model(x)
+        assert not _same_outputs(fresh(x), reference)  # the comparison below can fail
+        fresh.load_state_dict(model.state_dict())  # strict: every key matches
+        clone = copy.deepcopy(model)
+        assert _same_outputs(fresh(x), reference) and _same_outputs(clone(x), reference)
+        stem = next(p for p in clone.parameters() if p.ndim == 4)  # the first conv: feeds every output
+        stem.mul_(1.5)
+        assert not _same_outputs(clone(x), reference)
+        assert _same_outputs(model(x), reference)  # the copy shares no tensor with the original
 
 
 @pytest.mark.parametrize("build", [lambda: GhostNet(width=0.5, features_only=True),

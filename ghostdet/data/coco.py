@@ -134,7 +134,7 @@ def json_ground_truth(ann_file: str | Path, records: list[ImageRecord], names: l
         if isinstance(cid, int) and cid in wanted_cats and cid not in categories:
             categories[cid] = dict(cat, name=name_of[cid])
 
-    annotations, fixed = [], {"malformed bbox": 0, "no area": 0, "no iscrowd": 0, "new id": 0, "rotated": 0}
+    annotations, fixed = [], {"malformed bbox": 0, "no area": 0, "no iscrowd": 0, "new id": 0}
     for ann in data["annotations"]:
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
         if not (isinstance(image_id, int) and image_id in images):

@@ -27,6 +27,7 @@ from ghostdet.data.transforms import IGNORE_LABEL, TrainTransform, eval_transfor
 from ghostdet.data.voc import scan_voc
 from ghostdet.data.yolo import scan_yolo
 from ghostdet.utils.errors import ConfigError, DataError
+from ghostdet.utils.imgsz import check_imgsz
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,7 @@ class DetectionDataset(Dataset):
     def __init__(self, records: list[ImageRecord], names: list[str], category_ids: list[int] | None,
                  imgsz: int = 640, augment: bool = False, aug_cfg=None, report: ScanReport | None = None,
                  seed: int | None = None):
-        if imgsz % 32:
-            raise ConfigError(f"imgsz must be a multiple of 32, got {imgsz}")
+        check_imgsz(imgsz)  # no model at hand: the Ghost-YOLO stride rule (utils/imgsz.py)
         self.records = records
         self.names = list(names)
         self.num_classes = len(self.names)

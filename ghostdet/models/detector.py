@@ -13,6 +13,7 @@ from ghostdet.models.necks.ghost_pan import GhostPAN
 from ghostdet.models.postprocess import postprocess
 from ghostdet.models.registry import register_detector
 from ghostdet.utils.errors import ConfigError
+from ghostdet.utils.imgsz import check_imgsz
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,9 @@ class GhostYOLO(nn.Module):
                              head_kernel)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        max_stride = self.strides[-1]
-        if not torch.jit.is_tracing() and (x.shape[-1] % max_stride or x.shape[-2] % max_stride):
-            raise ConfigError(f"input size {tuple(x.shape[-2:])} is not a multiple of {max_stride}: "
-                              f"letterbox images to a multiple of {max_stride} (e.g. imgsz=640)")
+        stride = self.strides[-1]
+        if not torch.jit.is_tracing() and (x.shape[-1] % stride or x.shape[-2] % stride):
+            check_imgsz(tuple(x.shape[-2:]), stride, "input size (H, W)")  # raises, naming the nearest valid sizes
         exporting = torch.jit.is_tracing() or torch.compiler.is_compiling()
         if x.device.type == "cpu" and not self.training and not exporting:
             # oneDNN's channels_last kernels are many times faster for the depthwise and 1x1 convs Ghost models

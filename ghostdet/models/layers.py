@@ -45,6 +45,18 @@ class ConvBNAct(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+class DepthwiseSeparableConv(nn.Module):
+    """Depthwise kxk conv + BN + ReLU, then pointwise 1x1 conv + BN + ReLU."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 5, stride: int = 1):
+        super().__init__()
+        self.dw = ConvBNAct(in_chs, in_chs, kernel_size, stride, groups=in_chs)
+        self.pw = ConvBNAct(in_chs, out_chs, 1)
+
+    def forward(self, x):
+        return self.pw(self.dw(x))
+
+
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation as in GhostNet/RepGhost: global average pool, 1x1 reduce + ReLU, 1x1 expand,
     hard-sigmoid gate. Reduced channels are rounded to a multiple of 4. Keys ``conv_reduce``/``conv_expand``

@@ -74,6 +74,29 @@ def register_detector(name: str):
     return _register("detector", name)
 
 
+def register_variant(name: str, builder: Callable, **fixed) -> Callable:
+    """Register a named variant of a registered ``builder`` with some arguments fixed, as timm names its widths:
+    ``register_variant("ghostnet_050", GhostNet, width=0.5)`` makes ``{"name": "ghostnet_050", "features_only": true}``
+    build ``GhostNet(width=0.5, features_only=True)``. The variant's signature is the builder's without ``fixed``,
+    so a spec is checked against it like any other."""
+    kind = next((e.kind for e in _REGISTRY.values() if e.builder is builder), None)
+    if kind is None:
+        raise ValueError(f"register_variant({name!r}): register {builder.__qualname__} itself first")
+    signature = inspect.signature(builder)
+    unknown = [k for k in fixed if k not in signature.parameters]
+    if unknown:
+        raise ValueError(f"register_variant({name!r}): {builder.__qualname__} has no argument {', '.join(unknown)}")
+
+    def variant(**kwargs):
+        return builder(**fixed, **kwargs)
+
+    variant.__signature__ = signature.replace(parameters=[p for n, p in signature.parameters.items() if n not in fixed])
+    variant.__name__ = variant.__qualname__ = name
+    variant.__module__ = builder.__module__
+    variant.__doc__ = f"{builder.__qualname__}({', '.join(f'{k}={v!r}' for k, v in fixed.items())}, ...)"
+    return _register(kind, name)(variant)
+
+
 def list_models(kind: str | None = None) -> list[str]:
     """Registered names, sorted; ``kind`` in backbone | neck | head | detector restricts them."""
     return sorted(n for n, e in _REGISTRY.items() if kind is None or e.kind == kind)

@@ -185,7 +185,3 @@ class GGhostRegNet(nn.Module):
         if self.features_only:
             return [c3, c4, c5]
         return self.fc(self.dropout(torch.flatten(self.avgpool(c5), 1)))
-
-
-def g_ghost_regnetx(variant: str = "032", **kwargs) -> GGhostRegNet:
-    return GGhostRegNet(variant=variant, **kwargs)

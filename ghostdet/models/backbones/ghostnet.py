@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ghostdet.models.backbones.pretrained import load_pretrained
 from ghostdet.models.layers import GhostModule, SqueezeExcite, add_residual, fuse_conv_bn, make_divisible
-from ghostdet.models.registry import register_backbone
+from ghostdet.models.registry import register_backbone, register_variant
 
 # One row per block: (dw kernel, expansion channels, out channels, SE ratio, stride); one list per stage
 # (the stage grouping decides the authors' ``blocks.<stage>.<block>`` key names).
@@ -40,9 +40,9 @@ HEAD_CHANNELS = 1280
 FEATURE_STRIDES = (8, 16, 32)
 
 
-class ConvBnAct(nn.Module):
-    """1x1 conv + BN + ReLU that widens the last stage before pooling. Keys ``conv``/``bn1`` as in the
-    authors' release (ghostdet's detector blocks use ``layers.ConvBNAct`` instead)."""
+class LastStageConv(nn.Module):
+    """The 1x1 conv + BN + ReLU that widens the last stage before pooling (the authors' ``ConvBnAct``). Not
+    ``layers.ConvBNAct``: its keys are ``conv``/``bn1`` as in the authors' release, so their checkpoints load."""
 
     conv_bn_pairs = (("conv", "bn1"),)  # for layers.fuse_conv_bn_modules
 
@@ -143,11 +143,11 @@ class GhostDownsample(nn.Module):
 
 
 class GhostNetBase(nn.Module):
-    """Stem (3x3 s2 conv-BN-ReLU) -> stages of ghost bottlenecks from ``cfg`` -> 1x1 ConvBnAct ->
+    """Stem (3x3 s2 conv-BN-ReLU) -> stages of ghost bottlenecks from ``cfg`` -> 1x1 LastStageConv ->
     global pool -> 1x1 conv 1280 + ReLU -> dropout -> linear, with the authors' key names.
 
     ``features_only=True`` builds only stem and bottleneck stages and returns ``[C3, C4, C5]`` (strides
-    8/16/32, each taken after the last block at that stride). The final 1x1 ConvBnAct (160 -> 960 at 1.0x)
+    8/16/32, each taken after the last block at that stride). The final 1x1 LastStageConv (160 -> 960 at 1.0x)
     is part of the ImageNet head, not built: a detection neck gets the 160-channel bottleneck output,
     which saves ~0.15M params and a 960-channel neck input. Pretrained files load with those head keys
     ignored; everything else matches strictly.
@@ -191,12 +191,12 @@ class GhostNetBase(nn.Module):
             self.out_channels = [stage_channels[i] for i in self.feature_indices]
             self.strides = list(FEATURE_STRIDES)
             self.blocks = nn.Sequential(*stages[: self.feature_indices[-1] + 1])
-            unbuilt = range(self.feature_indices[-1] + 1, len(stages) + 1)  # + the final ConvBnAct stage
+            unbuilt = range(self.feature_indices[-1] + 1, len(stages) + 1)  # + the final LastStageConv stage
             skip = tuple(f"blocks.{i}." for i in unbuilt) + ("conv_head.", "classifier.")
         else:
             last_exp = self.cfg[-1][-1][1]
             feat_chs = make_divisible(last_exp * width * self.head_width_factor, 4)
-            stages.append(nn.Sequential(ConvBnAct(in_chs, feat_chs)))
+            stages.append(nn.Sequential(LastStageConv(in_chs, feat_chs)))
             self.blocks = nn.Sequential(*stages)
             self.global_pool = nn.AdaptiveAvgPool2d(1)
             self.conv_head = nn.Conv2d(feat_chs, HEAD_CHANNELS, 1, bias=True)
@@ -239,13 +239,7 @@ class GhostNet(GhostNetBase):
         super().__init__(width, num_classes, features_only, pretrained, dropout, in_chans)
 
 
-def ghostnet_050(**kwargs) -> GhostNet:
-    return GhostNet(width=0.5, **kwargs)
-
-
-def ghostnet_100(**kwargs) -> GhostNet:
-    return GhostNet(width=1.0, **kwargs)
-
-
-def ghostnet_130(**kwargs) -> GhostNet:
-    return GhostNet(width=1.3, **kwargs)
+# the paper's widths under timm's names: {"name": "ghostnet_130", "features_only": true}
+GHOSTNET_VARIANTS = {"ghostnet_050": 0.5, "ghostnet_100": 1.0, "ghostnet_130": 1.3}
+for _name, _width in GHOSTNET_VARIANTS.items():
+    register_variant(_name, GhostNet, width=_width)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ghostdet.models.backbones.ghostnet import GhostBottleneck, GhostNetBase
 from ghostdet.models.layers import GhostModule
-from ghostdet.models.registry import register_backbone
+from ghostdet.models.registry import register_backbone, register_variant
 
 
 class GhostModuleV2(GhostModule):
@@ -62,13 +62,7 @@ class GhostNetV2(GhostNetBase):
         return GhostBottleneck(in_chs, mid_chs, out_chs, kernel, stride, se_ratio, expand_module=expand)
 
 
-def ghostnetv2_100(**kwargs) -> GhostNetV2:
-    return GhostNetV2(width=1.0, **kwargs)
-
-
-def ghostnetv2_130(**kwargs) -> GhostNetV2:
-    return GhostNetV2(width=1.3, **kwargs)
-
-
-def ghostnetv2_160(**kwargs) -> GhostNetV2:
-    return GhostNetV2(width=1.6, **kwargs)
+# the paper's widths under timm's names
+GHOSTNETV2_VARIANTS = {"ghostnetv2_100": 1.0, "ghostnetv2_130": 1.3, "ghostnetv2_160": 1.6}
+for _name, _width in GHOSTNETV2_VARIANTS.items():
+    register_variant(_name, GhostNetV2, width=_width)

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from ghostdet.models.backbones.ghostnet import GhostBottleneck, GhostNetBase
 from ghostdet.models.layers import fuse_conv_bn
-from ghostdet.models.registry import register_backbone
+from ghostdet.models.registry import register_backbone, register_variant
 
 # Same stages as GhostNet with half the expansion channels: (dw kernel, expansion, out, SE ratio, stride).
 REPGHOSTNET_CFG = [
@@ -129,33 +129,8 @@ class RepGhostNet(GhostNetBase):
                                expand_module=module, project_module=module)
 
 
-def repghostnet_050(**kwargs) -> RepGhostNet:
-    return RepGhostNet(width=0.5, **kwargs)
-
-
-def repghostnet_058(**kwargs) -> RepGhostNet:
-    return RepGhostNet(width=0.58, **kwargs)
-
-
-def repghostnet_080(**kwargs) -> RepGhostNet:
-    return RepGhostNet(width=0.8, **kwargs)
-
-
-def repghostnet_100(**kwargs) -> RepGhostNet:
-    return RepGhostNet(width=1.0, **kwargs)
-
-
-def repghostnet_111(**kwargs) -> RepGhostNet:
-    return RepGhostNet(width=1.11, **kwargs)
-
-
-def repghostnet_130(**kwargs) -> RepGhostNet:
-    return RepGhostNet(width=1.3, **kwargs)
-
-
-def repghostnet_150(**kwargs) -> RepGhostNet:
-    return RepGhostNet(width=1.5, **kwargs)
-
-
-def repghostnet_200(**kwargs) -> RepGhostNet:
-    return RepGhostNet(width=2.0, **kwargs)
+# the paper's widths under timm's names
+REPGHOSTNET_VARIANTS = {"repghostnet_050": 0.5, "repghostnet_058": 0.58, "repghostnet_080": 0.8, "repghostnet_100": 1.0,
+                        "repghostnet_111": 1.11, "repghostnet_130": 1.3, "repghostnet_150": 1.5, "repghostnet_200": 2.0}
+for _name, _width in REPGHOSTNET_VARIANTS.items():
+    register_variant(_name, RepGhostNet, width=_width)

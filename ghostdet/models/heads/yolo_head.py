@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from ghostdet.models.boxes import dist2bbox, make_anchors
-from ghostdet.models.necks.ghost_pan import DepthwiseSeparableConv
+from ghostdet.models.layers import DepthwiseSeparableConv
 from ghostdet.models.registry import register_head
 
 

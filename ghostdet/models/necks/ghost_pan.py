@@ -12,20 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ghostdet.models.layers import ConvBNAct, GhostModule, add_residual
+from ghostdet.models.layers import ConvBNAct, DepthwiseSeparableConv, GhostModule, add_residual
 from ghostdet.models.registry import register_neck
-
-
-class DepthwiseSeparableConv(nn.Module):
-    """Depthwise kxk conv + BN + ReLU, then pointwise 1x1 conv + BN + ReLU."""
-
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 5, stride: int = 1):
-        super().__init__()
-        self.dw = ConvBNAct(in_chs, in_chs, kernel_size, stride, groups=in_chs)
-        self.pw = ConvBNAct(in_chs, out_chs, 1)
-
-    def forward(self, x):
-        return self.pw(self.dw(x))
 
 
 class GhostResidual(nn.Module):
