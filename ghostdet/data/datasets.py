@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from ghostdet.data.coco import json_ground_truth, scan_coco
 from ghostdet.data.image_io import read_image
 from ghostdet.data.scan import ImageRecord, ScanReport
-from ghostdet.data.letterbox import letterbox_boxes
+from ghostdet.data.letterbox import PAD_VALUE, letterbox_boxes
 from ghostdet.data.transforms import IGNORE_LABEL, TrainTransform, eval_transform
 from ghostdet.data.voc import scan_voc
 from ghostdet.data.yolo import scan_yolo
@@ -100,7 +100,7 @@ class DetectionDataset(Dataset):
         reduce = next((f for f in (8, 4, 2) if max(rec.height, rec.width) / f >= self.imgsz), 1)
         img = self._load_or_substitute(index, reduce)
         if img is None:  # undecodable now: a plain grey image without boxes (its boxes would teach grey = object)
-            img, boxes, labels = np.full((size[1], size[0], 3), 114, np.uint8), boxes[:0], labels[:0]
+            img, boxes, labels = np.full((size[1], size[0], 3), PAD_VALUE, np.uint8), boxes[:0], labels[:0]
             return img, boxes, labels
         if img.shape[1::-1] != size:
             shrink = img.shape[1] > 2 * size[0]
@@ -122,7 +122,7 @@ class DetectionDataset(Dataset):
         rec = self.records[index]
         img = self._load_or_substitute(index)
         if img is None:
-            return eval_transform(np.full((rec.height, rec.width, 3), 114, np.uint8), rec.boxes[:0], self.imgsz)
+            return eval_transform(np.full((rec.height, rec.width, 3), PAD_VALUE, np.uint8), rec.boxes[:0], self.imgsz)
         return eval_transform(img, rec.boxes, self.imgsz)
 
     def cache_in_ram(self, max_fraction: float = 0.5) -> bool:

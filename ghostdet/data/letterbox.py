@@ -5,8 +5,11 @@ import cv2
 import numpy as np
 import torch
 
+PAD_VALUE = 114  # the grey of letterbox borders, mosaic canvases and stand-ins for unreadable images (YOLO's)
 
-def letterbox(image: np.ndarray, new_shape: int | tuple[int, int] = 640, pad_value: int = 114, scaleup: bool = True):
+
+def letterbox(image: np.ndarray, new_shape: int | tuple[int, int] = 640, pad_value: int = PAD_VALUE,
+              scaleup: bool = True):
     """Resize ``image`` (HxWxC uint8) keeping its aspect ratio and pad it to ``new_shape`` (h, w).
 
     Returns ``(padded, ratio, (pad_left, pad_top))``. A point p in the original image lands at

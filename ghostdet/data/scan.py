@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import stat
-import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ghostdet.data.image_io import ImageProbe, probe_image
+from ghostdet.utils.atomic import atomic_write
 from ghostdet.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -275,15 +275,10 @@ def save_cache(path: Path, fingerprint: str, records: list[ImageRecord], report:
         return
     data = {"version": CACHE_VERSION, "fingerprint": fingerprint,
             "records": [r.to_json() for r in records], "report": report.to_json()}
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        # 0644: the cache should be as readable as the labels
+        with atomic_write(path, "w", encoding="utf-8", file_mode=0o644) as f:
             json.dump(data, f, separators=(",", ":"))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache should be as readable as the labels
-        os.replace(tmp, path)
         log.debug("scan cache written to %s", path)
     except OSError as e:
         log.debug("no scan cache (%s is not writable: %s)", path.parent, e)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
