@@ -5,6 +5,7 @@
     python tools/export.py --weights best.pt --format openvino --precision auto   # -> best_openvino/
     python tools/export.py --weights best.pt --nms --conf 0.25 --max-det 100      # -> best_nms.onnx (NMS in the graph)
     python tools/export.py --weights best.pt --format torchscript
+    python tools/export.py --weights best.pt --format onnx --int8 --data voc --data-root data/raccoon  # + best_int8.onnx
 """
 from __future__ import annotations
 
@@ -47,6 +48,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="device to trace on: cpu, cuda, cuda:N (--half needs cuda to verify fast)")
     p.add_argument("--source", help="image used to check the export against PyTorch (default: a synthetic scene)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime / OpenVINO / TorchScript check")
+    p.add_argument("--int8", action="store_true", help="ONNX/OpenVINO: also write a post-training int8 export "
+                   "(best_int8.onnx / best_int8_openvino/) calibrated on the train split of --data and kept only if "
+                   "its val mAP50-95 is within --max-map-drop of the fp32 export's (ghostdet.export.quantize)")
+    p.add_argument("--data", help="--int8: data config, a name in configs/data/ (voc, coco128, yolo, ...) or a yaml "
+                   "file; default: the data the checkpoint was trained on")
+    p.add_argument("--data-root", help="--int8: the data config's root folder (overrides its root)")
+    p.add_argument("--calib-images", type=int, default=300, help="--int8: train images to calibrate on (default 300)")
+    p.add_argument("--max-map-drop", type=float, default=1.0, help="--int8: largest mAP50-95 loss in points "
+                   "(x100) accepted against the fp32 export (default 1.0); a larger loss is an error")
     p.add_argument("--verbose", action="store_true")
     add_plugins_argument(p)
     return p.parse_args(argv)
@@ -88,8 +98,11 @@ def main(argv=None) -> None:
         weights_stem = weights.with_name(f"{weights.stem}_nms{weights.suffix}")  # best.pt -> best_nms.onnx, best_nms_openvino/
     else:
         weights_stem = weights
+    if args.int8:
+        check_int8_args(args)
     model, meta = build_model_from_checkpoint(weights, map_location=device)
     imgsz = normalize_imgsz(args.imgsz or meta.get("imgsz") or 640)
+    data_cfg = load_data_config(args.data, args.data_root, meta, weights) if args.int8 else None
     if args.format == "openvino":
         from ghostdet.export.openvino import openvino_dir_for
         from ghostdet.inference.openvino import import_openvino
@@ -157,6 +170,79 @@ def main(argv=None) -> None:
     in_graph = f", NMS in the graph (max_det {nms['max_det']})" if args.nms else ""
     print(f"exported {out} ({size}, input {batch.shape[0]}x3x{imgsz[0]}x{imgsz[1]}{' dynamic' if args.dynamic else ''}{in_graph}); "
           f"{RUNTIMES[args.format]} latency {latency} (median of 10, batch {batch.shape[0]}, this machine)")
+    if args.int8:
+        export_int8(args, out, imgsz, data_cfg, precision=precisions[-1], read_only=args.data is None)
+
+
+def check_int8_args(args) -> None:
+    """--int8 conflicts, refused before the slow export."""
+    if args.format not in ("onnx", "openvino"):
+        raise ConfigError(f"--int8 is for --format onnx or openvino, not {args.format}")
+    conflicts = [flag for flag, on in (("--half", args.half), ("--nms", getattr(args, "nms", False)),
+                                       ("--no-check", args.no_check)) if on]
+    if conflicts:
+        raise ConfigError(f"--int8 with {' and '.join(conflicts)}: int8 starts from the NMS-free fp32 export and its "
+                          "accuracy check is not optional; drop " + " and ".join(conflicts))
+    if args.format == "openvino":
+        from ghostdet.export.quantize import import_nncf
+
+        import_nncf()
+
+
+def load_data_config(spec: str | None, root: str | None, meta: dict, weights):
+    """--data (a configs/data/ name or a yaml file; default: the checkpoint's training data) with --data-root."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from _common import ROOT
+
+    if spec is None:
+        stored = (meta.get("config") or {}).get("data")
+        if not stored:
+            raise ConfigError(f"{weights}: the checkpoint stores no data config; pass --data <name or yaml> "
+                              "(see configs/data/) for --int8")
+        cfg = OmegaConf.create(stored)
+        log.info("int8 data: the checkpoint's training data (%s, root %s)", cfg.get("format"), cfg.get("root"))
+    else:
+        path = Path(spec)
+        if path.suffix not in (".yaml", ".yml"):
+            path = ROOT / "configs" / "data" / f"{spec}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in (ROOT / "configs" / "data").glob("*.yaml"))
+            raise ConfigError(f"--data {spec}: not a data yaml or a configs/data/ name ({', '.join(known)})")
+        cfg = OmegaConf.load(path)
+        cfg.pop("defaults", None)
+    if root is not None:
+        cfg.root = str(root)
+    return cfg
+
+
+def export_int8(args, fp32_out, imgsz, data_cfg, precision: str = "fp32", read_only: bool = False) -> None:
+    """Quantize the fp32 export just written and checked; print both val mAPs (ghostdet.export.quantize)."""
+    from ghostdet.export.quantize import quantize_export
+
+    try:
+        result = quantize_export(fp32_out, args.format, data_cfg, imgsz, calib_images=args.calib_images,
+                                 max_map_drop=args.max_map_drop, precision=precision, read_only=read_only)
+    except ExportMismatchError as e:
+        if getattr(e, "result", None) is not None:
+            print(e.result.table())
+        raise
+    hint = f", OpenVINO {precision} hint" if args.format == "openvino" else ""
+    print(f"int8 calibrated on {result.calibration}; COCO mAP on {result.val} (conf 0.001{hint}):")
+    print(result.table())
+    size = _size_mb(result.path)
+    print(f"exported {result.path} ({size:.1f} MB, int8): mAP50-95 {result.int8['mAP50-95']:.4f} vs fp32 "
+          f"{result.fp32['mAP50-95']:.4f} ({result.drop:+.2f} points lost, limit {result.max_drop:g})")
+
+
+def _size_mb(path) -> float:
+    from pathlib import Path
+
+    path = Path(path)
+    files = [p for p in path.iterdir() if p.suffix in (".xml", ".bin")] if path.is_dir() else [path]
+    return sum(p.stat().st_size for p in files) / 1e6
 
 
 if __name__ == "__main__":
