@@ -13,6 +13,7 @@ from PIL import Image
 
 from ghostdet.data import (DEFAULT_AUG, build_dataloader, build_dataset, collate_fn, generate_shapes, letterbox,
                            letterbox_boxes, read_image, unletterbox_boxes)
+from ghostdet.data.letterbox import PAD_VALUE
 from ghostdet.utils.errors import ConfigError, DataError
 
 
@@ -154,22 +155,41 @@ def test_exif_rotated_image_boxes_refer_to_the_upright_image(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- letterbox
-@pytest.mark.parametrize("shape", [(480, 640), (640, 427), (100, 150), (333, 333)])
-def test_letterbox_inverse_mapping_is_exact(shape):
+# (original h, w) -> 320: ratio, (pad_left, pad_top), a box in the original and where it must land, worked by hand:
+# 480x640: ratio 0.5, resized 240x320, pad (320-240)/2 = 40 on top; 640x427: ratio 0.5, width round(213.5) = 214,
+# pad (320-214)//2 = 53 on the left; 100x150: ratio 320/150, height round(213.33) = 213, pad (320-213)//2 = 53 on top
+LETTERBOX_CASES = [
+    ((480, 640), 0.5, (0, 40), [100, 50, 300, 250], [50, 65, 150, 165]),
+    ((640, 427), 0.5, (53, 0), [0, 0, 427, 640], [53, 0, 266.5, 320]),
+    ((100, 150), 320 / 150, (0, 53), [15, 10, 75, 40], [32, 53 + 64 / 3, 160, 53 + 256 / 3]),
+]
+
+
+@pytest.mark.parametrize("shape,ratio,pad,box,expected", LETTERBOX_CASES, ids=["480x640", "640x427", "100x150"])
+def test_letterbox_maps_boxes_and_pixels_to_known_places(shape, ratio, pad, box, expected):
     h, w = shape
-    rng = np.random.default_rng(h)
-    img, ratio, pad = letterbox(np.zeros((h, w, 3), np.uint8), 320)
-    assert img.shape == (320, 320, 3)
-    xy = rng.uniform(0, [w, h], size=(50, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(1, 50, size=(50, 2))], axis=1).astype(np.float32)
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-    back = unletterbox_boxes(letterbox_boxes(boxes, ratio, pad), ratio, pad, (h, w))
-    np.testing.assert_allclose(back, boxes, atol=1e-3)
-    back_t = unletterbox_boxes(letterbox_boxes(torch.from_numpy(boxes), ratio, pad), ratio, pad, (h, w))
-    np.testing.assert_allclose(back_t.numpy(), boxes, atol=1e-3)
-    # the image content moves the same way as the boxes: the image's corners land at the pad edges
-    assert pad[0] + w * ratio == pytest.approx(320 - pad[0], abs=1) and pad[1] + h * ratio == pytest.approx(320 - pad[1], abs=1)
+    original = np.zeros((h, w, 3), np.uint8)
+    x1, y1, x2, y2 = box
+    original[y1:y2, x1:x2] = 255
+    img, got_ratio, got_pad = letterbox(original, 320)
+    assert img.shape == (320, 320, 3) and got_ratio == pytest.approx(ratio) and tuple(got_pad) == pad
+    mapped = letterbox_boxes(np.array([box], np.float32), got_ratio, got_pad)[0]
+    np.testing.assert_allclose(mapped, expected, atol=1e-4)
+    # the pixels moved with the box: white inside it, black just outside, the pad grey beyond the image
+    ex1, ey1, ex2, ey2 = (int(round(v)) for v in expected)
+    assert (img[ey1 + 2:ey2 - 2, ex1 + 2:ex2 - 2] == 255).all()
+    left, top = pad
+    if top:
+        assert (img[:top] == PAD_VALUE).all() and (img[-(320 - top - round(h * ratio)):] == PAD_VALUE).all()
+    if left:
+        assert (img[:, :left] == PAD_VALUE).all() and (img[:, left + round(w * ratio):] == PAD_VALUE).all()
+    if ex1 - 3 >= left:
+        assert (img[(ey1 + ey2) // 2, left:ex1 - 2] == 0).all()
+    # and back, to the original pixels
+    np.testing.assert_allclose(unletterbox_boxes(mapped[None], got_ratio, got_pad, (h, w))[0], box, atol=1e-3)
+    back_t = unletterbox_boxes(letterbox_boxes(torch.tensor([box], dtype=torch.float32), got_ratio, got_pad),
+                               got_ratio, got_pad, (h, w))
+    np.testing.assert_allclose(back_t.numpy()[0], box, atol=1e-3)
 
 
 def test_eval_samples_map_back_to_original_pixels(coco128):

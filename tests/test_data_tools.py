@@ -35,7 +35,7 @@ def test_check_data_on_an_empty_folder_fails_with_one_line(project_root, shared_
 
 
 def test_check_data_lists_skipped_faults_and_exits_0(project_root, shared_data, tmp_path):
-    from test_data_faults import build_broken_yolo_folder
+    from helpers import build_broken_yolo_folder
 
     build_broken_yolo_folder(tmp_path / "broken")
     out = tmp_path / "run"

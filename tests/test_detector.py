@@ -63,9 +63,13 @@ def test_output_shapes(hw):
     assert boxes.shape == (2, anchors, 4) and scores.shape == (2, anchors, 5)
     assert 0 <= scores.min() and scores.max() <= 1
     assert torch.all(boxes[..., 2:] >= boxes[..., :2])
-    # DFL distances are at most reg_max - 1 strides: the first P3 box is centred on its anchor (4, 4)
-    centre = (boxes[:, 0, :2] + boxes[:, 0, 2:]) / 2
-    assert torch.all((centre - 4).abs() <= 15 * 8)
+    # all-zero logits: scores sigmoid(0) = 0.5; every DFL side the mean bin, (0 + ... + 15) / 16 = 7.5 strides,
+    # around its anchor: the first P3 anchor (4, 4) at stride 8, the first P5 anchor (16, 16) at stride 32
+    boxes, scores = model.decode([torch.zeros_like(r) for r in raw])
+    assert torch.all(scores == 0.5)
+    p5_first = (h // 8) * (w // 8) + (h // 16) * (w // 16)
+    torch.testing.assert_close(boxes[:, 0], torch.tensor([[4 - 60.0, 4 - 60.0, 4 + 60.0, 4 + 60.0]] * 2))
+    torch.testing.assert_close(boxes[:, p5_first], torch.tensor([[16 - 240.0, 16 - 240.0, 16 + 240.0, 16 + 240.0]] * 2))
 
 
 def test_decode_maps_distances_to_input_pixels():

@@ -24,6 +24,7 @@ from ghostdet.eval import (
     resolve_category_ids,
 )
 from ghostdet.utils.errors import DataError
+from helpers import capture_figures, png_size_and_spread
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCO's, as pycocotools defines them
 
@@ -270,12 +271,23 @@ def test_yolo_split_through_in_memory_ground_truth(coco128, coco128_gt):
     assert table.splitlines()[1].split()[:3] == ["all", "128", "929"]
 
 
-def test_pr_curve_plot(shared_data, tmp_path):
+def test_pr_curve_plot(shared_data, tmp_path, monkeypatch):
     ref = shared_data / "cocoeval_ref"
     evaluator = COCOEvaluator(ref / "instances_val2014_100.json")
-    evaluator.evaluate(ref / "instances_val2014_fakebbox100_results.json")
+    metrics = evaluator.evaluate(ref / "instances_val2014_fakebbox100_results.json")
+    figures = capture_figures(monkeypatch)
     path = plot_pr_curve(evaluator.precision, evaluator.category_names, tmp_path / "pr.png")
-    assert path.stat().st_size > 10_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax = figures[-1].axes[0]
+    valid = (evaluator.precision > -1).all(axis=0)
+    *per_class, mean_line = ax.lines
+    assert len(per_class) == valid.sum()  # one line per class with ground truth, then the mean
+    np.testing.assert_allclose(mean_line.get_xdata(), np.linspace(0, 1, 101))
+    np.testing.assert_allclose(mean_line.get_ydata(), evaluator.precision[:, valid].mean(axis=1))
+    # the mean curve's label is the AP50 COCOeval reports (the mean of the 101-point precision over classes)
+    label_ap50 = float(mean_line.get_label().split()[2])
+    assert label_ap50 == pytest.approx(metrics["AP50"], abs=5e-4)
+    size, spread = png_size_and_spread(path)
+    assert size == (1350, 900) and spread > 5  # 9 x 6 inches at 150 dpi, not a blank canvas
 
 
 class _ReplayDetector(torch.nn.Module):

@@ -18,8 +18,8 @@ from ghostdet.engine import Trainer, is_no_resume
 from ghostdet.utils.checkpoint import load_checkpoint
 from ghostdet.utils.device import select_device
 from ghostdet.utils.errors import ConfigError
-from test_train import compose_train
-from test_train import tiny_overrides as tiny  # the few-second shapes run test_train.py uses
+from helpers import compose_train
+from helpers import tiny_overrides as tiny  # the few-second shapes run test_train.py uses
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"

@@ -20,29 +20,11 @@ from ghostdet.engine import Trainer, TrainingError
 from ghostdet.engine import run_log
 from ghostdet.utils.checkpoint import load_checkpoint
 from ghostdet.utils.errors import CheckpointError, ConfigError
+from helpers import CONFIG_DIR, ROOT, compose_train, tiny_overrides
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "configs"
 TRAIN_TOOL = ROOT / "tools" / "train.py"
 CKPT_KEYS = {"model", "ema", "ema_updates", "optimizer", "scheduler", "scaler", "epoch", "rng", "config", "names",
              "category_ids", "metrics", "ghostdet_version"}
-
-
-def tiny_overrides(data_root: Path, **extra) -> list[str]:
-    """A few-second run: 8 generated shapes images at 64 px, batch 4, loading in-process, deterministic."""
-    values = {
-        "data": "shapes", "data.root": data_root, "data.num_train": 8, "data.num_val": 4, "data.image_size": 128,
-        "imgsz": 64, "batch": 4, "workers": 0, "epochs": 2, "device": "cpu", "deterministic": True, "progress": False,
-        "close_mosaic": 1, "schedule.warmup_epochs": 0.5, "schedule.min_warmup_iters": 0, "tensorboard": False,
-        "model.backbone.width": 0.5,
-    }
-    values.update(extra)
-    return [f"{k}={v}" for k, v in values.items()]
-
-
-def compose_train(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 @pytest.fixture(scope="module")

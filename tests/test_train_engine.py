@@ -15,6 +15,7 @@ from ghostdet.engine import (ModelEMA, WarmupDecayLR, build_optimizer, find_resu
                              select_device, set_rng_state)
 from ghostdet.utils.checkpoint import load_checkpoint, save_checkpoint
 from ghostdet.utils.errors import CheckpointError, ConfigError
+from helpers import capture_figures, png_size_and_spread
 
 
 def small_net() -> nn.Module:
@@ -164,7 +165,8 @@ def test_find_resume_checkpoint(tmp_path):
     assert find_resume_checkpoint(old.parent.parent, tmp_path) == old
 
 
-def test_run_logger_csv_plots_events_and_resume_cut(tmp_path):
+def test_run_logger_csv_plots_events_and_resume_cut(tmp_path, monkeypatch):
+    figures = capture_figures(monkeypatch)
     logger = RunLogger(tmp_path, tensorboard=True)
     for epoch in (1, 2, 3):
         metrics = {"mAP50": 0.5 + epoch / 10, "mAP50-95": 0.3} if epoch != 2 else None
@@ -173,7 +175,17 @@ def test_run_logger_csv_plots_events_and_resume_cut(tmp_path):
     lines = (tmp_path / "results.csv").read_text().splitlines()
     assert lines[0] == "epoch,box_loss,cls_loss,dfl_loss,lr,mAP50,mAP50-95,mAP75,epoch_time_s"
     assert lines[1].startswith("1,1,2,0.5,0.001,0.6,0.3,,12.5") and lines[2] == "2,0.5,2,0.5,0.001,,,,12.5"
-    assert (tmp_path / "losses.png").stat().st_size > 0 and (tmp_path / "mAP.png").stat().st_size > 0
+    # the plots show the CSV's numbers: one loss panel per component over epochs 1-3, mAP at the evaluated epochs
+    losses_fig, map_fig = figures[-2:]
+    assert [ax.get_title() for ax in losses_fig.axes] == ["train box loss", "train cls loss", "train dfl loss"]
+    np.testing.assert_allclose(losses_fig.axes[0].lines[0].get_xydata(), [[1, 1.0], [2, 0.5], [3, 1 / 3]], rtol=1e-5)  # 6 digits
+    np.testing.assert_allclose(losses_fig.axes[1].lines[0].get_ydata(), [2.0, 2.0, 2.0])
+    lines = {line.get_label(): line.get_xydata() for line in map_fig.axes[0].lines}
+    np.testing.assert_allclose(lines["mAP50"], [[1, 0.6], [3, 0.8]])
+    np.testing.assert_allclose(lines["mAP50-95"], [[1, 0.3], [3, 0.3]])
+    for name, size in (("losses.png", (1200, 300)), ("mAP.png", (500, 350))):  # figsize x dpi 100
+        got_size, spread = png_size_and_spread(tmp_path / name)
+        assert got_size == size and spread > 5, name
     if logger.tb is not None:
         assert list(tmp_path.glob("events.out.tfevents.*"))
     # a run resumed from epoch 2 forgets row 3 (written after that checkpoint)

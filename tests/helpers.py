@@ -1,0 +1,111 @@
+"""Helpers shared by several test modules (test modules do not import each other's)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "configs"
+
+
+# ------------------------------------------------------------------ training (test_train, test_reliability)
+def tiny_overrides(data_root: Path, **extra) -> list[str]:
+    """A few-second run: 8 generated shapes images at 64 px, batch 4, loading in-process, deterministic."""
+    values = {
+        "data": "shapes", "data.root": data_root, "data.num_train": 8, "data.num_val": 4, "data.image_size": 128,
+        "imgsz": 64, "batch": 4, "workers": 0, "epochs": 2, "device": "cpu", "deterministic": True, "progress": False,
+        "close_mosaic": 1, "schedule.warmup_epochs": 0.5, "schedule.min_warmup_iters": 0, "tensorboard": False,
+        "model.backbone.width": 0.5,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def compose_train(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+# ------------------------------------------------------------------ faulty data (test_data_faults, test_data_tools)
+# label lines of faults.jpg (100x80 image, 2 classes) and what happens to each
+FAULTY_LINES = [
+    ("0 0.5 0.5 0.2 0.2", None),  # line 1: good
+    ("7 0.5 0.5 0.2 0.2", "class out of range"),
+    ("0 nan 0.5 0.2 0.2", "non-finite"),
+    ("0 0.5 0.5 inf 0.2", "non-finite"),
+    ("a b c d e", "malformed"),
+    ("0 0.5 0.5 0.2", "malformed"),
+    ("0 1.5 1.5 0.2 0.2", "outside image"),
+    ("1 0.95 0.5 0.3 0.2", None),  # line 8: partly outside, clipped and kept
+    ("0 0.5 0.5 0.0 0.2", "zero area"),
+    ("0 0.5 0.5 0.2 0.2", "duplicate"),
+    ("1.5 0.5 0.5 0.2 0.2", "malformed"),
+    ("", None),  # blank lines are ignored
+    ("-1 0.3 0.3 0.1 0.1", "class out of range"),
+]
+
+
+def jpeg_bytes(h=80, w=100, seed=0) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def build_broken_yolo_folder(root: Path) -> dict:
+    images, labels = root / "images" / "train", root / "labels" / "train"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    good_line = "0 0.5 0.5 0.3 0.3\n"
+    (images / "good.jpg").write_bytes(jpeg_bytes())
+    (labels / "good.txt").write_text(good_line)
+    # unreadable images (with labels, which must not count)
+    (images / "random.jpg").write_bytes(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    (images / "text.jpg").write_text("this is not an image\n")
+    (images / "empty.jpg").write_bytes(b"")
+    full = jpeg_bytes(seed=2)
+    (images / "truncated.jpg").write_bytes(full[: len(full) * 6 // 10])
+    for stem in ("random", "text", "empty", "truncated"):
+        (labels / f"{stem}.txt").write_text(good_line)
+    # unusual but valid image modes
+    Image.fromarray(np.full((80, 100), 128, np.uint8), "L").save(images / "gray.png")
+    Image.fromarray(np.full((80, 100, 4), 90, np.uint8), "RGBA").save(images / "rgba.png")
+    Image.fromarray(np.full((80, 100, 3), 50, np.uint8)).convert("P").save(images / "palette.png")
+    Image.fromarray(np.full((80, 100), 40000, np.uint16)).save(images / "deep16.png")
+    for stem in ("gray", "rgba", "palette", "deep16"):
+        (labels / f"{stem}.txt").write_text(good_line)
+    # label faults, backgrounds
+    (images / "faults.jpg").write_bytes(jpeg_bytes(seed=3))
+    (labels / "faults.txt").write_text("\n".join(line for line, _ in FAULTY_LINES) + "\n")
+    (images / "nolabel.jpg").write_bytes(jpeg_bytes(seed=4))
+    (images / "emptylabel.jpg").write_bytes(jpeg_bytes(seed=5))
+    (labels / "emptylabel.txt").write_text("")
+    (images / "notes.txt").write_text("ignored: not an image suffix")
+    (labels / "orphan.txt").write_text(good_line)  # e.g. its image was renamed
+    (root / "data.yaml").write_text("names:\n  0: cat\n  1: dog\n")
+    return {"format": "yolo", "root": str(root), "train": "images/train", "val": "images/train"}
+
+
+# ------------------------------------------------------------------ plots (test_train_engine, test_eval)
+def capture_figures(monkeypatch) -> list:
+    """Every matplotlib figure saved from now on (still inspectable after ``plt.close``)."""
+    from matplotlib.figure import Figure
+
+    saved, original = [], Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        saved.append(fig)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved
+
+
+def png_size_and_spread(path: Path) -> tuple[tuple[int, int], float]:
+    """A PNG's (width, height) and the standard deviation of its grey levels (0 for a blank image)."""
+    with Image.open(path) as img:
+        assert img.format == "PNG", path
+        return img.size, float(np.asarray(img.convert("L"), dtype=np.float32).std())
