@@ -166,6 +166,26 @@ def test_ctrl_c_mid_epoch_saves_last_and_nonfinite_losses_stop(shapes_root, tmp_
     assert good["epoch"] == 1 and all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
 
 
+def test_one_nonfinite_loss_skips_only_its_step(shapes_root, tmp_path, caplog):
+    trainer = Trainer(compose_train(tiny_overrides(shapes_root, epochs=1, nbs=4)), tmp_path / "run")  # 2 steps
+    real_loss = trainer.criterion
+    calls = {"n": 0}
+
+    def nan_first(*args):
+        calls["n"] += 1
+        total, items = real_loss(*args)
+        return (total * float("nan"), items) if calls["n"] == 1 else (total, items)
+
+    trainer.criterion = nan_first
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    assert "epoch 1 iteration 1: non-finite loss" in caplog.text
+    assert trainer.ema.updates == 1  # the NaN step was skipped, the other one taken
+    state = trainer.model.state_dict()
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert any(not torch.equal(initial[k], v) for k, v in state.items() if v.is_floating_point())
+
+
 def test_overrides_reach_the_right_places(shapes_root, tmp_path):
     cfg = compose_train(tiny_overrides(shapes_root, model="repghost_yolo", **{
         "optimizer.name": "adamw", "optimizer.lr": 0.002, "optimizer.weight_decay": 0.05, "epochs": 7,
