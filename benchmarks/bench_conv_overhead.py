@@ -18,7 +18,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ghostdet.utils.benchmark import measure_latency, set_threads  # noqa: E402
+from ghostdet.utils.timing import measure_latency, set_threads  # noqa: E402
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ghostdet.utils.benchmark import compare_latency, set_threads  # noqa: E402
+from ghostdet.utils.timing import compare_latency, set_threads  # noqa: E402
 from ghostdet.utils.flops import count_params_macs  # noqa: E402
 
 

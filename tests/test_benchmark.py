@@ -9,7 +9,7 @@ import yaml
 from test_eval_tools import _tiny_model_cfg, make_checkpoint, run_tool_in_process, yolo_split  # noqa: F401 (fixture)
 
 from ghostdet.eval.benchmark import benchmark_model, onnxruntime_available
-from ghostdet.utils.benchmark import compare_latency, measure_latency, set_threads
+from ghostdet.utils.timing import compare_latency, measure_latency, set_threads
 
 
 def test_measure_latency_warms_up_then_times_repeats():

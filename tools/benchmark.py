@@ -55,7 +55,7 @@ def main(cfg: DictConfig) -> None:
     from ghostdet.eval.benchmark import benchmark_model, benchmark_rows, environment
     from ghostdet.eval.report import markdown_table, text_table
     from ghostdet.models import import_plugins
-    from ghostdet.utils.benchmark import set_threads
+    from ghostdet.utils.timing import set_threads
 
     setup_logging()
     import_plugins(cfg.get("plugins"))

@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> None:
     from ghostdet.data import build_dataloader, build_dataset
     from ghostdet.utils.device import select_device
     from ghostdet.eval import evaluate_model, format_summary, load_coco_gt, per_class_table, save_eval_outputs
-    from ghostdet.utils.benchmark import set_threads
+    from ghostdet.utils.timing import set_threads
     from ghostdet.models import import_plugins
     from ghostdet.utils.checkpoint import build_model_from_checkpoint
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ghostdet.utils.benchmark import measure_latency
+from ghostdet.utils.timing import measure_latency
 
 LOGGER = logging.getLogger(__name__)
 

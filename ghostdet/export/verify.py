@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from ghostdet.utils.benchmark import measure_latency
+from ghostdet.utils.timing import measure_latency
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Latency measurement in one place: explicit thread count, warm-up, repeats, median.
+"""Latency timing in one place: explicit thread count, warm-up, repeats, median (model comparisons built on
+it are ``ghostdet/eval/benchmark.py``).
 
 Every benchmark script (tools/benchmark.py and others) times through ``measure_latency`` so their
 figures are comparable.
