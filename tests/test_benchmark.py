@@ -74,8 +74,13 @@ def test_benchmark_tool_writes_markdown_and_json(project_root, yolo_split, tmp_p
     assert 0.0 <= ckpt_row["metrics"]["AP"] <= 1.0 and set(ckpt_row["speed"]) == {"preprocess", "inference", "postprocess"}
 
     markdown = (out / "benchmark.md").read_text()
-    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    table = [line for line in markdown.split("\n\n")[0].splitlines() if line.startswith("|")]
     assert len(table) == 4  # header, separator, two models
+    # with data=: each mode's own mAP next to its latency, for the checkpoint (configs have random weights)
+    assert set(ckpt_row["mode_metrics"]) == set(modes) and config_row["mode_metrics"] == {}
+    assert ckpt_row["mode_metrics"]["eager"]["mAP50-95"] == pytest.approx(ckpt_row["metrics"]["AP"])
+    per_mode = [line for line in markdown.split("mAP of each mode")[1].splitlines() if line.startswith("|")]
+    assert len(per_mode) == 2 + 2 * len(modes) and "| PyTorch fused |" in per_mode[-1]
     assert "PyTorch fused b2 (ms/img)" in table[0] and "mAP50-95" in table[0]
     assert "1 threads" in markdown and "tiny_ghost" in stdout
 

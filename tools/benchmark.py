@@ -1,11 +1,16 @@
-"""Benchmark detectors: params, GFLOPs, CPU latency (eager / fused / ONNX Runtime / OpenVINO fp32 and bf16), mAP
-(see configs/benchmark.yaml).
+"""Benchmark detectors: params, GFLOPs, CPU latency (eager / fused / ONNX Runtime fp32 and int8 / OpenVINO fp32, bf16
+and int8) and, with data=, the mAP of every mode next to its latency (see configs/benchmark.yaml).
 
 Examples:
     python tools/benchmark.py models=[ghost_yolo,repghost_yolo,ghostv2_yolo] imgsz=320
     python tools/benchmark.py models=[runs/train/<date>/<time>/weights/best.pt] data=coco128 imgsz=320
     python tools/benchmark.py imgsz=640 batch_sizes=[1,8] threads=2 repeats=20
     python tools/benchmark.py imgsz=320 batch_sizes=[1] threads=2 modes=[fused,onnxruntime,openvino,openvino-bf16]
+    python tools/benchmark.py models=[best.pt] data=voc data.root=data/raccoon imgsz=320 batch_sizes=[1] threads=2 \
+        modes=[onnxruntime,onnxruntime-int8,openvino,openvino-int8]      # int8 calibrated on the train split
+
+The int8 modes calibrate on calib_images train images of data= (preprocessed as at inference); without data= on
+synthetic scenes (latency only). The output says which.
 """
 from __future__ import annotations
 
@@ -52,7 +57,8 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from ghostdet.eval import evaluate_model
-    from ghostdet.eval.benchmark import benchmark_model, benchmark_rows, environment
+    from ghostdet.eval.benchmark import benchmark_model, benchmark_rows, environment, mode_rows
+    from ghostdet.export.quantize import ValSplit, calibration_images, evaluate_runtime
     from ghostdet.eval.report import markdown_table, text_table
     from ghostdet.models import import_plugins
     from ghostdet.utils.timing import set_threads
@@ -69,11 +75,13 @@ def main(cfg: DictConfig) -> None:
     LOGGER.info("benchmarking %d model(s) at %d px on %s with %d threads", len(cfg.models), imgsz, env["cpu"], threads)
 
     val = None
+    calibration, calibration_source = None, ""
+    if cfg.get("data") is not None and any(str(m).endswith("-int8") for m in cfg.modes):
+        calibration, calibration_source = calibration_images(cfg.data, (imgsz, imgsz), int(cfg.calib_images))
     results = []
     for spec in cfg.models:
         name, model, is_checkpoint = load_model(str(spec), int(cfg.num_classes))
-        res = benchmark_model(model, imgsz, batch_sizes, list(cfg.modes), cfg.warmup, cfg.repeats, threads, cfg.device)
-        res.update(name=name, imgsz=imgsz, metrics=None, speed=None)
+        evaluate = None
         if cfg.get("data") is not None and is_checkpoint:
             if val is None:
                 from ghostdet.data import build_dataloader, build_dataset
@@ -81,6 +89,13 @@ def main(cfg: DictConfig) -> None:
                 dataset = build_dataset(cfg.data, split="val", imgsz=imgsz, augment=False)
                 loader = build_dataloader(dataset, batch_size=cfg.eval.batch, workers=cfg.eval.workers, shuffle=False)
                 val = (dataset, loader, dataset.coco_gt())
+            split = ValSplit(*val)
+            settings = {"conf": cfg.eval.conf, "iou": cfg.eval.iou, "max_det": cfg.eval.max_det}
+            evaluate = lambda m, split=split, settings=settings: evaluate_runtime(m, split, **settings)  # noqa: E731
+        res = benchmark_model(model, imgsz, batch_sizes, list(cfg.modes), cfg.warmup, cfg.repeats, threads, cfg.device,
+                              calibration=calibration, calibration_source=calibration_source, evaluate=evaluate)
+        res.update(name=name, imgsz=imgsz, metrics=None, speed=None)
+        if evaluate is not None:
             dataset, loader, coco_gt = val
             ev = evaluate_model(model, loader, coco_gt, dataset.category_ids, names=dataset.names, conf=cfg.eval.conf,
                                 iou=cfg.eval.iou, max_det=cfg.eval.max_det, device=cfg.device)
@@ -95,14 +110,26 @@ def main(cfg: DictConfig) -> None:
             f"onnxruntime {env['onnxruntime'] or 'not installed'}, openvino {env['openvino'] or 'not installed'}; "
             f"median of {cfg.repeats} runs after {cfg.warmup} "
             f"warm-up; forward + box decoding, no NMS; load average {load} on {env['cpus']} CPUs")
+    calibrated = sorted({r["calibration"] for r in results if r.get("calibration")})
+    if calibrated:
+        note += "; int8 calibrated on " + ", ".join(calibrated)
     skipped = sorted({f"{mode}: {why}" for r in results for mode, why in r["skipped"].items()})
     if skipped:
         note += "; skipped " + "; ".join(skipped)
+    per_mode = None
+    if any(r.get("mode_metrics") for r in results):  # the speed-accuracy table: each mode's own mAP
+        per_mode = mode_rows(results, batch_sizes)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "benchmark.md").write_text(markdown_table(headers, rows) + f"\n\n{note}\n")
+    markdown = markdown_table(headers, rows)
+    if per_mode:
+        markdown += "\n\nmAP of each mode (val split, conf {}):\n\n".format(cfg.eval.conf) + markdown_table(*per_mode)
+    (run_dir / "benchmark.md").write_text(markdown + f"\n\n{note}\n")
     report = {"environment": env, "settings": OmegaConf.to_container(cfg, resolve=True), "results": results}
     (run_dir / "benchmark.json").write_text(json.dumps(report, indent=2, default=str))
     print(text_table(headers, rows))
+    if per_mode:
+        print(f"\nmAP of each mode (val split, conf {cfg.eval.conf}):")
+        print(text_table(*per_mode))
     print(note)
     print(f"Results saved to {run_dir / 'benchmark.md'}, {run_dir / 'benchmark.json'}")
 
