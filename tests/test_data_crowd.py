@@ -149,13 +149,13 @@ def test_trainer_passes_the_ignore_regions_to_the_loss(crowd_cfg, tmp_path):
 
     trainer.criterion = spy
     trainer.train_one_epoch(0)
-    assert len(calls) == 2 and all(len(args) == 4 for args in calls)
-    ignores = [args[3] for args in calls]
+    assert len(calls) == 2 and all(len(args) == 3 for args in calls)
+    ignores = [args[2] for args in calls]
     assert all(r.dtype == torch.float32 and r.ndim == 2 and r.shape[1] == 5 for r in ignores)
     assert sum(len(r) for r in ignores) > 0, "no crowd region reached the loss"
     # where there are regions, they change the loss (their anchors are no background mistakes)
-    raw, targets, imgsz, ignore = next(args for args in calls if len(args[3]))
+    raw, targets, ignore = next(args for args in calls if len(args[2]))
     with torch.no_grad():
-        with_ignore = real_loss([r.detach() for r in raw], targets, imgsz, ignore)[1]["cls"]
-        without = real_loss([r.detach() for r in raw], targets, imgsz, ignore[:0])[1]["cls"]
+        with_ignore = real_loss([r.detach() for r in raw], targets, ignore)[1]["cls"]
+        without = real_loss([r.detach() for r in raw], targets, ignore[:0])[1]["cls"]
     assert with_ignore < without
