@@ -173,7 +173,7 @@ def test_loss_terms_and_gradients_with_targets():
     targets = torch.tensor([[0, 1, 4, 4, 40, 50], [1, 2, 10, 20, 60, 60], [1, 0, 0, 0, 30, 30]], dtype=torch.float32)
     total, items = loss_fn(raw, targets)
     assert all(v > 0 for v in items.values())
-    expected = 2 * (7.5 * items["box"] + 0.5 * items["cls"] + 1.5 * items["dfl"])  # x batch size
+    expected = 2 * (7.5 * float(items["box"]) + 0.5 * float(items["cls"]) + 1.5 * float(items["dfl"]))  # x batch size
     assert float(total.detach()) == pytest.approx(expected, rel=1e-5)
     total.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -22,12 +22,11 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from ghostdet.data.letterbox import letterbox, letterbox_boxes
+from ghostdet.data.letterbox import PAD_VALUE, letterbox, letterbox_boxes
 from ghostdet.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-PAD_VALUE = 114
 IGNORE_LABEL = -1  # label of a crowd (ignore) region inside the augmentation pipeline; never a training target
 
 DEFAULT_AUG = {

@@ -139,7 +139,7 @@ class DetectionLoss(nn.Module):
             of being pushed towards background.
     Returns ``(total, {"box", "cls", "dfl"})``. As in YOLOv8, ``total`` is the weighted sum times the batch size
     (so gradient size grows with the batch, matching YOLO learning rates); the dict holds the unweighted
-    per-component floats for logging.
+    per-component values (detached 0-d tensors) for logging.
     """
 
     def __init__(self, model: nn.Module, box: float = 7.5, cls: float = 0.5, dfl: float = 1.5, topk: int = 10,
@@ -199,7 +199,9 @@ class DetectionLoss(nn.Module):
         total = self.box_weight * box_loss + self.cls_weight * cls_loss + self.dfl_weight * dfl_loss
         if self.scale_by_batch:
             total = total * batch
-        items = {"box": float(box_loss.detach()), "cls": float(cls_loss.detach()), "dfl": float(dfl_loss.detach())}
+        # detached 0-d tensors, not floats: reading a value waits for the device, so the trainer reads them once per
+        # optimizer step instead of once per batch
+        items = {"box": box_loss.detach(), "cls": cls_loss.detach(), "dfl": dfl_loss.detach()}
         return total, items
 
     def distribution_focal_loss(self, box_logits: torch.Tensor, target_dist: torch.Tensor) -> torch.Tensor:
