@@ -230,3 +230,37 @@ def test_nms_graph_converts_checks_and_detects_like_the_checkpoint(trained_check
         # up to one near-tied candidate may differ (channels_last PyTorch vs the IR rounding, at conf 0.01)
         matched = match_fraction({"boxes": a.boxes, "labels": a.labels}, {"boxes": b.boxes, "labels": b.labels}, 0.99)
         assert round(matched * n) >= n - 1, (a.file, a.labels, b.labels)
+
+
+def test_benchmark_openvino_int8_mode_quantizes_with_nncf_and_reports_its_calibration():
+    pytest.importorskip("nncf", reason="nncf not installed (pip install 'ghostdet[openvino]')")
+    from omegaconf import OmegaConf
+
+    from ghostdet.eval.benchmark import benchmark_model, mode_rows, openvino_int8_ir, openvino_ir
+    from ghostdet.export.quantize import RuntimeModel, float_tail_openvino, synthetic_calibration
+    from ghostdet.models import build_model
+
+    from conftest import MODEL_CONFIG
+
+    model = build_model(OmegaConf.create(MODEL_CONFIG), num_classes=3)
+    scores = []
+    res = benchmark_model(model, imgsz=64, batch_sizes=[1], modes=["openvino", "openvino-int8"], warmup=0, repeats=1,
+                          threads=1, evaluate=lambda m: scores.append(m(torch.zeros(2, 3, 64, 64))) or
+                          {"mAP50-95": 0.0, "mAP50": 0.0})
+    assert res["latency"]["openvino-int8"][1]["median"] > 0 and "synthetic" in res["calibration"]
+    assert set(res["mode_metrics"]) == {"openvino", "openvino-int8"}
+    assert all(boxes.shape == (2, 84, 4) and s.shape == (2, 84, 3) for boxes, s in scores)  # chunked to batch 1
+    _, rows = mode_rows([dict(res, name="m", imgsz=64)], [1])
+    assert [r[1] for r in rows] == ["OpenVINO", "OpenVINO int8"]
+    # the quantized IR: FakeQuantize nodes, none feeding the decode tail (found from the graph)
+    x = torch.zeros(1, 3, 64, 64)
+    fp32 = openvino_ir(model, x)
+    _, tail = float_tail_openvino(fp32)
+    int8 = openvino_int8_ir(fp32, synthetic_calibration((64, 64), 4))
+    ops = {op.get_friendly_name(): op for op in int8.get_ordered_ops()}
+    assert sum(op.get_type_name() == "FakeQuantize" for op in ops.values()) > 20
+    for name in tail:
+        if name in ops:
+            inputs = [ops[name].input_value(i).get_node().get_type_name() for i in range(ops[name].get_input_size())]
+            assert "FakeQuantize" not in inputs, (name, inputs)
+    assert isinstance(RuntimeModel(lambda b: (b, b), 3), torch.nn.Module)

@@ -234,7 +234,8 @@ def export_int8(args, fp32_out, imgsz, data_cfg, precision: str = "fp32", read_o
     print(result.table())
     size = _size_mb(result.path)
     print(f"exported {result.path} ({size:.1f} MB, int8): mAP50-95 {result.int8['mAP50-95']:.4f} vs fp32 "
-          f"{result.fp32['mAP50-95']:.4f} ({result.drop:+.2f} points lost, limit {result.max_drop:g})")
+          f"{result.fp32['mAP50-95']:.4f} ({abs(result.drop):.2f} points {'lost' if result.drop >= 0 else 'gained'}, "
+          f"limit {result.max_drop:g} lost)")
 
 
 def _size_mb(path) -> float:

@@ -32,10 +32,12 @@ nncf is optional (the ``openvino`` extra); it is imported only for OpenVINO int8
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +210,11 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, ima
                                           quantize_static)
 
     proto = onnx.load(str(fp32_path))
+    rewritten = None
+    if _constants_to_initializers(proto):  # e.g. the legacy exporter's: ORT quantizes only initializer weights/biases
+        rewritten = fp32_path = Path(out_path).with_name(Path(out_path).stem + "_fp32_in.onnx")
+        rewritten.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(proto, str(rewritten))
     last, tail = float_tail_onnx(proto)
     excluded = tail + (last if float_last_convs else [])
     inp = proto.graph.input[0]
@@ -242,9 +249,38 @@ def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, ima
         )
     finally:
         root.removeFilter(nag)
+        if rewritten is not None:
+            rewritten.unlink(missing_ok=True)
     return {"runtime": "onnxruntime", "tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
             "weights": "int8 symmetric, per output channel", "activations": "uint8 asymmetric (MinMax)",
             "float_nodes": len(excluded), "float": "decode tail" + (" + last head convs" if float_last_convs else "")}
+
+
+def _constants_to_initializers(proto) -> int:
+    """Weights the quantizer cannot see as weights, made initializers (in place): ``Constant`` nodes become
+    initializers and ``Identity`` nodes of an initializer (the legacy exporter's shared biases) are bypassed.
+    Returns how many nodes were removed (the dynamo export has none)."""
+    from onnx import numpy_helper
+
+    inits = {i.name for i in proto.graph.initializer}
+    outputs = {o.name for o in proto.graph.output}
+    removed, rename = [], {}
+    for node in proto.graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            proto.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(node.attribute[0].t),
+                                                                   node.output[0]))
+            inits.add(node.output[0])
+            removed.append(node)
+        elif node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
+            rename[node.output[0]] = node.input[0]
+            removed.append(node)
+    for node in removed:
+        proto.graph.node.remove(node)
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    return len(removed)
 
 
 class _DropMessages(logging.Filter):
@@ -265,11 +301,12 @@ def quantize_openvino_model(model, images: Sequence[np.ndarray], float_last_conv
     feeds = batched(list(images), fixed_batch)
     previous = logging.getLogger("nncf").level
     nncf.set_log_level(logging.WARNING)
-    try:
-        quantized = nncf.quantize(
-            model, nncf.Dataset(feeds), preset=nncf.QuantizationPreset.MIXED, target_device=nncf.TargetDevice.CPU,
-            subset_size=len(feeds), ignored_scope=nncf.IgnoredScope(names=tail + (last if float_last_convs else [])),
-        )
+    try:  # nncf's progress bars (rich) go to stderr, like tqdm's: stdout stays the caller's
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(
+                model, nncf.Dataset(feeds), preset=nncf.QuantizationPreset.MIXED, target_device=nncf.TargetDevice.CPU,
+                subset_size=len(feeds), ignored_scope=nncf.IgnoredScope(names=tail + (last if float_last_convs else [])),
+            )
     except Exception as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise ConfigError(f"nncf could not quantize the OpenVINO model ({type(e).__name__}: {first})") from None
