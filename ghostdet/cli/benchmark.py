@@ -1,5 +1,6 @@
 """Benchmark detectors: params, GFLOPs, CPU latency (eager / fused / ONNX Runtime fp32 and int8 / OpenVINO fp32, bf16
-and int8) and, with data=, the mAP of every mode next to its latency (see configs/benchmark.yaml).
+and int8) and, with data=, the mAP of every mode next to its latency (see configs/benchmark.yaml):
+`ghostdet benchmark ...` or `python tools/benchmark.py ...`, same arguments.
 
 Examples:
     python tools/benchmark.py models=[ghost_yolo,repghost_yolo,ghostv2_yolo] imgsz=320
@@ -21,10 +22,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from _common import ROOT, check_checkpoints_before_hydra, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from ghostdet.cli.common import check_checkpoints_before_hydra, config_dir, run_tool, setup_logging
 from ghostdet.utils.errors import ConfigError
 
-LOGGER = logging.getLogger("ghostdet.tools.benchmark")
+LOGGER = logging.getLogger("ghostdet.cli.benchmark")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
@@ -38,9 +39,9 @@ def load_model(spec: str, num_classes: int):
         model, _meta = build_model_from_checkpoint(path)
         return str(path), model, True
     if path.suffix not in (".yaml", ".yml"):
-        path = ROOT / "configs" / "model" / f"{spec}.yaml"
+        path = config_dir() / "model" / f"{spec}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in (ROOT / "configs" / "model").glob("*.yaml"))
+        known = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
         raise ConfigError(f"{spec}: not a checkpoint (.pt), a model yaml or a model config name; known names: {', '.join(known) or 'none'}")
     try:
         cfg = OmegaConf.load(path)
@@ -51,9 +52,9 @@ def load_model(spec: str, num_classes: int):
     return path.stem, model, False
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="benchmark")
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="benchmark")
 @run_tool
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from ghostdet.eval import evaluate_model
@@ -134,6 +135,11 @@ def main(cfg: DictConfig) -> None:
     print(f"Results saved to {run_dir / 'benchmark.md'}, {run_dir / 'benchmark.json'}")
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """``ghostdet benchmark`` / ``python tools/benchmark.py``: the arguments are Hydra overrides read from ``sys.argv``."""
     check_checkpoints_before_hydra(("models",))  # a refused file leaves no run dir behind
+    hydra_main()
+
+
+if __name__ == "__main__":
     main()

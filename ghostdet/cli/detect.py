@@ -1,5 +1,5 @@
 """Detect objects in images, folders, glob patterns and videos with a trained Ghost-YOLO (.pt), its ONNX export or
-its OpenVINO export (folder).
+its OpenVINO export (folder): `ghostdet detect photo.jpg` or `python tools/detect.py photo.jpg`, same arguments.
 
     python tools/detect.py photo.jpg                                  # newest runs/train/*/*/weights/best.pt
     python tools/detect.py "my photos/" "shots/*.png" clip.mp4 --weights best.onnx --conf 0.3
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import add_plugins_argument, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from ghostdet.cli.common import add_plugins_argument, run_tool, setup_logging
 from ghostdet.inference.predictor import parse_imgsz
 
 

@@ -1,0 +1,12 @@
+"""Benchmark detectors: python tools/benchmark.py models=[ghost_yolo] imgsz=320 (= ghostdet benchmark ...). The tool is ghostdet/cli/benchmark.py."""
+import sys
+from pathlib import Path
+
+ROOT = str(Path(__file__).resolve().parents[1])  # a checkout runs its own ghostdet, installed or not
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from ghostdet.cli.benchmark import main  # noqa: E402
+
+if __name__ == "__main__":
+    main()
