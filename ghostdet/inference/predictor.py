@@ -401,7 +401,9 @@ class Detector:
             kept = nms_outputs_to_detections(outputs, len(frames), conf, max_det, classes)
         else:
             boxes, scores = outputs
-            kept = postprocess(boxes[: len(frames)], scores[: len(frames)], conf, iou, max_det, classes)
+            # clipped to the input before NMS, exactly as evaluation does (eval.loop), so detect and eval agree
+            kept = postprocess(boxes[: len(frames)], scores[: len(frames)], conf, iou, max_det, classes,
+                               clip_shape=tuple(batch.shape[-2:]))
         results = []
         for frame, found, (ratio, pad, shape) in zip(frames, kept, geometry):
             labels = found["labels"].cpu().numpy().astype(np.int64)
