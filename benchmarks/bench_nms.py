@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from ghostdet.eval.benchmark import ort_session  # noqa: E402
 from ghostdet.utils.timing import compare_latency, set_threads  # noqa: E402
+from ghostdet.utils.device import cpu_name  # noqa: E402
 
 
 def build(weights: str | None, imgsz: int):
@@ -83,7 +84,7 @@ def main(argv=None) -> None:
     model = build(args.weights, args.imgsz)
     batch, what = check_image(args.source, (args.imgsz, args.imgsz))
     hw = (args.imgsz, args.imgsz)
-    print(f"CPU: {_cpu_name()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; ONNX Runtime "
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; ONNX Runtime "
           f"{threads} threads, PyTorch (postprocess) {torch_threads}, batch 1, {args.imgsz}x{args.imgsz}, {'test model' if args.test_model else args.weights or 'random init'}, "
           f"{Path(what).name if args.source else what}")
     print("| conf | candidates | kept | model only (ms) | NMS-free + postprocess (ms) | NMS in the graph (ms) | "
@@ -136,15 +137,6 @@ def nms_tail(path: Path, boxes: np.ndarray, scores: np.ndarray, conf: float, iou
     program.save(str(path))
     return path
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

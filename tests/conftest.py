@@ -35,6 +35,15 @@ def coco128(shared_data) -> Path:
     return shared_data / "coco128"
 
 
+@pytest.fixture(scope="session")
+def raccoon(shared_data) -> Path:
+    """The real Pascal VOC set (200 photos, one class, ImageSets/Main train 160 / val 40)."""
+    root = shared_data / "raccoon"
+    if not (root / "ImageSets" / "Main" / "val.txt").is_file():
+        pytest.skip(f"raccoon data set not found at {root} (set GHOSTDET_SHARED_DATA)")
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)

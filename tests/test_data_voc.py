@@ -78,14 +78,6 @@ def problems_of(report, text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ raccoon
-@pytest.fixture(scope="module")
-def raccoon(shared_data) -> Path:
-    path = shared_data / "raccoon"
-    if not (path / "Annotations").is_dir():
-        pytest.skip(f"raccoon set not found at {path}")
-    return path
-
-
 def test_raccoon_devkit_lists_names_and_one_based_boxes(raccoon, caplog):
     cfg = cfg_for(raccoon, cache=True)  # the shared folder is read-only: the cache must silently not be written
     before = sorted(p.name for p in raccoon.rglob("*"))

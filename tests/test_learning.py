@@ -49,14 +49,6 @@ def learning_overrides(raccoon: Path, seed: int = 0) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
 
 
-@pytest.fixture(scope="module")
-def raccoon(shared_data) -> Path:
-    root = shared_data / "raccoon"
-    if not (root / "ImageSets" / "Main" / "val.txt").is_file():
-        pytest.skip(f"raccoon data set not found at {root} (set GHOSTDET_SHARED_DATA)")
-    return root
-
-
 @pytest.fixture
 def one_torch_thread():
     # on a 2-core CPU shared with other work, one intra-op thread is several times faster than two that

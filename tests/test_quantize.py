@@ -101,14 +101,6 @@ def make_raccoon_checkpoint(raccoon: Path, out: Path, steps: int = 80) -> Path:
 
 
 @pytest.fixture(scope="module")
-def raccoon(shared_data) -> Path:
-    root = shared_data / "raccoon"
-    if not (root / "ImageSets" / "Main" / "val.txt").is_file():
-        pytest.skip(f"raccoon data set not found at {root} (set GHOSTDET_SHARED_DATA)")
-    return root
-
-
-@pytest.fixture(scope="module")
 def raccoon_checkpoint(raccoon, tmp_path_factory) -> Path:
     return make_raccoon_checkpoint(raccoon, tmp_path_factory.getbasetemp() / "raccoon_int8" / "best.pt")
 

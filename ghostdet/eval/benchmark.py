@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ghostdet.utils.device import cpu_name
 from ghostdet.utils.timing import measure_latency
 
 LOGGER = logging.getLogger(__name__)
@@ -254,7 +255,7 @@ def benchmark_model(
 def environment(threads: int, device: str | torch.device = "cpu") -> dict[str, Any]:
     """What the figures depend on: versions, CPU, threads, and how busy the machine was (1-min load average)."""
     env = {"torch": torch.__version__, "threads": threads, "device": str(device), "python": platform.python_version(),
-           "machine": platform.machine(), "cpu": _cpu_name(), "cpus": os.cpu_count(), "onnxruntime": None, "openvino": None,
+           "machine": platform.machine(), "cpu": cpu_name(), "cpus": os.cpu_count(), "onnxruntime": None, "openvino": None,
            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     if env["load_avg_1m"] is not None and env["load_avg_1m"] > (os.cpu_count() or 1):
         LOGGER.warning("the machine is busy (load average %.1f on %d CPUs): latencies will be inflated and noisy; "
@@ -273,16 +274,6 @@ def environment(threads: int, device: str | torch.device = "cpu") -> dict[str, A
     if torch.device(device).type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def benchmark_rows(results: Sequence[dict], batch_sizes: Sequence[int]) -> tuple[list[str], list[list[str]]]:

@@ -79,3 +79,27 @@ def _rank_gpu(spec, index: int | None, local_rank: int, world_size: int, count: 
     log.info("device=%s, distributed launch (WORLD_SIZE=%d): LOCAL_RANK %d uses cuda:%d",
              spec, world_size, local_rank, chosen)
     return chosen
+
+
+# the instruction-set extensions that decide which runtime/precision is fastest (bf16, VNNI int8, AMX)
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_name() -> str:
+    """The CPU's model name with the features above that it reports, e.g. ``AMD EPYC (avx2 avx512f ...)``."""
+    import platform
+    from pathlib import Path
+
+    name, flags = platform.processor() or platform.machine() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name == (platform.processor() or platform.machine() or "unknown CPU"):
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    found = [f for f in CPU_FEATURES if f in flags]
+    return f"{name} ({' '.join(found)})" if found else name
+
