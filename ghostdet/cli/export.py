@@ -1,4 +1,5 @@
-"""Export a trained Ghost-YOLO to ONNX, OpenVINO IR or TorchScript, check it against PyTorch, print size and latency.
+"""Export a trained Ghost-YOLO to ONNX, OpenVINO IR or TorchScript, check it against PyTorch, print size and latency:
+`ghostdet export --weights best.pt` or `python tools/export.py --weights best.pt`, same arguments.
 
     python tools/export.py --weights runs/train/.../weights/best.pt --format onnx --imgsz 640
     python tools/export.py --weights best.pt --format onnx --dynamic --source photo.jpg
@@ -13,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from _common import add_plugins_argument, run_tool, setup_logging  # noqa: I001 (puts the project on sys.path)
+from ghostdet.cli.common import add_plugins_argument, config_dir, run_tool, setup_logging
 from ghostdet.inference.predictor import parse_imgsz
 
 from ghostdet.utils.errors import CheckpointError, ConfigError, ExportMismatchError
@@ -195,8 +196,6 @@ def load_data_config(spec: str | None, root: str | None, meta: dict, weights):
 
     from omegaconf import OmegaConf
 
-    from _common import ROOT
-
     if spec is None:
         stored = (meta.get("config") or {}).get("data")
         if not stored:
@@ -207,9 +206,9 @@ def load_data_config(spec: str | None, root: str | None, meta: dict, weights):
     else:
         path = Path(spec)
         if path.suffix not in (".yaml", ".yml"):
-            path = ROOT / "configs" / "data" / f"{spec}.yaml"
+            path = config_dir() / "data" / f"{spec}.yaml"
         if not path.is_file():
-            known = sorted(p.stem for p in (ROOT / "configs" / "data").glob("*.yaml"))
+            known = sorted(p.stem for p in (config_dir() / "data").glob("*.yaml"))
             raise ConfigError(f"--data {spec}: not a data yaml or a configs/data/ name ({', '.join(known)})")
         cfg = OmegaConf.load(path)
         cfg.pop("defaults", None)
