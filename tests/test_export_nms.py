@@ -35,6 +35,9 @@ def nms_onnx(trained_checkpoint, shared_data, tmp_path_factory) -> tuple[Path, s
     out = tmp_path_factory.mktemp("export_nms") / "best_nms.onnx"
     proc = run_tool("export.py", "--weights", trained_checkpoint, "--nms", "--dynamic", "--conf", CONF, "--iou", IOU,
                     "--max-det", MAX_DET, "--out", out, "--source", shared_data / "images" / "dog.jpg", cwd=out.parent)
+    if proc.returncode and "with a fixed input size although --dynamic was asked" in proc.stderr:
+        # the export refuses (one line) rather than write a fixed-batch graph; seen on the torch 2.6 floor
+        pytest.skip(f"this torch cannot export a dynamic NMS graph: {proc.stderr.strip().splitlines()[-1]}")
     assert proc.returncode == 0, proc.stderr
     return out, proc
 

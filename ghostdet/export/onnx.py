@@ -119,6 +119,11 @@ def export_onnx(
         except Exception as e:
             raise ConfigError(f"ONNX export failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:300]})") from None
     proto = program.model_proto
+    fixed = [d.dim_value for i, d in enumerate(proto.graph.input[0].type.tensor_type.shape.dim) if i != 1 and d.HasField("dim_value")]
+    if dynamic and fixed:  # seen with --nms on torch 2.6: the exporter specialised the free axes to the example's
+        raise ConfigError(f"torch {torch.__version__} exported this graph{' with --nms' if nms else ''} with a fixed "
+                          f"input size although --dynamic was asked; export without --dynamic (--batch/--imgsz fix "
+                          "the size) or use a newer torch")
     if dynamic:  # readable axis names for users of the file
         outputs = [(o, {0: "batch"} if nms else {0: "batch", 1: "anchors"}) for o in proto.graph.output]
         for value, dims in [(proto.graph.input[0], {0: "batch", 2: "height", 3: "width"}), *outputs]:
