@@ -22,7 +22,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ghostdet.cli.common import check_checkpoints_before_hydra, config_dir, run_tool, setup_logging
+from ghostdet.cli.common import check_checkpoints_before_hydra, config_dir, run_tool, start_tool
 from ghostdet.utils.errors import ConfigError
 
 LOGGER = logging.getLogger("ghostdet.cli.benchmark")
@@ -61,11 +61,9 @@ def hydra_main(cfg: DictConfig) -> None:
     from ghostdet.eval.benchmark import benchmark_model, benchmark_rows, environment, mode_rows
     from ghostdet.export.quantize import ValSplit, calibration_images, evaluate_runtime
     from ghostdet.eval.report import markdown_table, text_table
-    from ghostdet.models import import_plugins
     from ghostdet.utils.timing import set_threads
 
-    setup_logging()
-    import_plugins(cfg.get("plugins"))
+    start_tool(cfg.get("plugins"))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     threads = set_threads(cfg.threads)
     imgsz = int(cfg.imgsz)

@@ -48,6 +48,15 @@ def setup_logging(verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def start_tool(plugins=None, verbose: bool = False) -> None:
+    """Every tool's first step: the console, then the user's plugin modules (their models registered before
+    anything is built)."""
+    from ghostdet.models import import_plugins
+
+    setup_logging(verbose)
+    import_plugins(plugins)
+
+
 def check_checkpoints_before_hydra(keys, argv=None) -> None:
     """Refuse a hostile or broken checkpoint named by ``key=PATH`` on the command line *before* Hydra creates the
     run dir, so a file that is refused leaves nothing behind (one line, exit 1).

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ghostdet.cli.common import add_plugins_argument, run_tool, setup_logging
+from ghostdet.cli.common import add_plugins_argument, run_tool, start_tool
 from ghostdet.inference.predictor import parse_imgsz
 
 
@@ -49,10 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @run_tool
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from ghostdet.models import import_plugins
-
-    import_plugins(args.plugins)
-    setup_logging(args.verbose)
+    start_tool(args.plugins, args.verbose)
     from pathlib import Path
 
     from ghostdet.inference import Detector

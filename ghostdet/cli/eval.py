@@ -13,7 +13,7 @@ import logging
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ghostdet.cli.common import check_checkpoints_before_hydra, config_dir, run_tool, setup_logging
+from ghostdet.cli.common import check_checkpoints_before_hydra, config_dir, run_tool, start_tool
 from ghostdet.utils.errors import ConfigError
 
 LOGGER = logging.getLogger("ghostdet.cli.eval")
@@ -28,11 +28,9 @@ def hydra_main(cfg: DictConfig) -> None:
     from ghostdet.utils.device import select_device
     from ghostdet.eval import evaluate_model, format_summary, load_coco_gt, per_class_table, save_eval_outputs
     from ghostdet.utils.timing import set_threads
-    from ghostdet.models import import_plugins
     from ghostdet.utils.checkpoint import build_model_from_checkpoint
 
-    setup_logging()
-    import_plugins(cfg.get("plugins"))
+    start_tool(cfg.get("plugins"))
     run_dir = HydraConfig.get().runtime.output_dir
     threads = set_threads(cfg.threads)
     device = select_device(cfg.device)

@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 
-from ghostdet.cli.common import add_plugins_argument, config_dir, run_tool, setup_logging
+from ghostdet.cli.common import add_plugins_argument, config_dir, run_tool, start_tool
 from ghostdet.inference.predictor import parse_imgsz
 
 from ghostdet.utils.errors import CheckpointError, ConfigError, ExportMismatchError
@@ -66,10 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @run_tool
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from ghostdet.models import import_plugins
-
-    import_plugins(args.plugins)
-    setup_logging(args.verbose)
+    start_tool(args.plugins, args.verbose)
     from pathlib import Path
 
     from ghostdet.export import check_image, export_onnx, export_torchscript, prepare_for_export, verify_export
