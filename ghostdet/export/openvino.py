@@ -74,7 +74,6 @@ def export_openvino(
         except Exception as e:
             raise ConfigError(f"OpenVINO conversion of the ONNX export failed ({_reason(e)})") from None
     meta.update(format="openvino", weights="fp32")
-    ir.set_rt_info(json.dumps(meta), META_KEY)
     # a fresh folder each time: a stale model.bin next to a new model.xml would load and give wrong numbers
     if out_dir.is_dir():
         for name in (IR_XML, "model.bin", METADATA_FILE):
@@ -82,8 +81,7 @@ def export_openvino(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}_tmp_", dir=out_dir.parent))
     try:
-        ov.save_model(ir, str(staging / IR_XML), compress_to_fp16=False)
-        (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_openvino_folder(ir, meta, staging)
         out_dir.mkdir(parents=True, exist_ok=True)
         for item in staging.iterdir():
             shutil.move(str(item), str(out_dir / item.name))
@@ -92,6 +90,16 @@ def export_openvino(
     log.info("exported %s in %.1f s (OpenVINO %s IR, FP32 weights, %s)", out_dir, time.perf_counter() - started,
              ov.__version__.split("-")[0], "dynamic batch/height/width" if dynamic else f"fixed {batch}x3x{meta['imgsz'][0]}x{meta['imgsz'][1]}")
     return out_dir
+
+
+def write_openvino_folder(ir, meta: dict, folder: Path) -> Path:
+    """An IR folder (model.xml, model.bin with FP32 weights, metadata.json) with ``meta`` in rt_info and metadata.json."""
+    ov = import_openvino()
+    folder.mkdir(parents=True, exist_ok=True)
+    ir.set_rt_info(json.dumps(meta), META_KEY)
+    ov.save_model(ir, str(folder / IR_XML), compress_to_fp16=False)
+    (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return folder
 
 
 def ir_size_mb(out_dir: str | os.PathLike) -> float:

@@ -319,18 +319,6 @@ def quantize_openvino_model(model, images: Sequence[np.ndarray], float_last_conv
     return quantized, scheme
 
 
-def write_openvino_folder(model, meta: dict, folder: Path) -> Path:
-    """An IR folder (model.xml, model.bin, metadata.json) with ``meta`` in rt_info and metadata.json."""
-    from ghostdet.inference.openvino import IR_XML, METADATA_FILE, META_KEY, import_openvino
-
-    ov = import_openvino()
-    folder.mkdir(parents=True, exist_ok=True)
-    model.set_rt_info(json.dumps(meta), META_KEY)
-    ov.save_model(model, str(folder / IR_XML), compress_to_fp16=False)
-    (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    return folder
-
-
 # ------------------------------------------------------------------------------------------------ accuracy
 class RuntimeModel(torch.nn.Module):
     """An exported model (any ``batch -> (boxes, scores)`` callable) seen as a detector with ``forward`` + ``decode``,
@@ -463,6 +451,7 @@ def quantize_export(fp32_path: str | os.PathLike, fmt: str, data_cfg, imgsz: tup
             staged = staging / "model.onnx"
             scheme = quantize_onnx(fp32_path, staged, images, float_last_convs=float_last_convs)
         else:
+            from ghostdet.export.openvino import write_openvino_folder
             from ghostdet.inference.openvino import read_ir
 
             model, _ = read_ir(fp32_path)
@@ -507,6 +496,7 @@ def _finalize(staged: Path, out: Path, fmt: str, record: dict) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, out)
         return
+    from ghostdet.export.openvino import write_openvino_folder
     from ghostdet.inference.openvino import read_ir
 
     model, _ = read_ir(staged)
