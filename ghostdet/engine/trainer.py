@@ -184,7 +184,7 @@ class Trainer:
                                        warmup_bias_lr=float(sch.get("warmup_bias_lr", 0.0)),
                                        warmup_momentum=sch.get("warmup_momentum"))
         self.amp = mixed_precision(cfg.get("amp", "auto"), self.device)
-        self.amp_dtype, self.scaler = self.amp.dtype, self.amp.scaler
+        self.scaler = self.amp.scaler
         self.clip_norm = float(cfg.get("clip_grad_norm", 10.0) or 0.0)
         self.max_nonfinite = int(cfg.get("max_nonfinite_steps", 20))
 
@@ -198,7 +198,7 @@ class Trainer:
                      self.model_spec["name"], cfg.data.get("format", "data"),
                      len(self.train_set), len(self.names), int(cfg.imgsz), int(cfg.batch), self.world_size,
                      self.accumulate, int(cfg.batch) * self.world_size * self.accumulate, self.epochs, self.device,
-                     f", AMP {self.amp_dtype}" if self.amp_dtype else "")
+                     f", AMP {self.amp.dtype}" if self.amp.dtype else "")
             log.info("run dir: %s", self.run_dir)
         t0 = time.time()
         epoch = self.start_epoch
