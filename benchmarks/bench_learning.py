@@ -24,9 +24,7 @@ load average before and after each run is printed with it. Results also go to ``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import io
 import json
 import os
 import shutil
@@ -171,18 +169,10 @@ def predict_peer(weights: str, imgsz: int, images: list, args, out: Path, env: d
     return json.loads(path.read_text())
 
 
-def score(gt, detections: list) -> dict:
-    """One pycocotools COCOeval: AP (0.5:0.95), AP50, AP75."""
-    from pycocotools.cocoeval import COCOeval
-
-    if not detections:
-        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev = COCOeval(gt, gt.loadRes(detections), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2])}
+def score(evaluator, detections: list) -> dict:
+    """AP (0.5:0.95), AP50, AP75 from ghostdet's COCO evaluator on its pycocotools backend (the official numbers)."""
+    metrics = evaluator.evaluate(detections)
+    return {k: metrics[k] for k in ("AP", "AP50", "AP75")}
 
 
 def main() -> None:
@@ -210,6 +200,9 @@ def main() -> None:
     (args.out / "val_gt.json").write_text(json.dumps(gt.dataset))
     images = [(img["id"], str(Path(rec.file).resolve())) for img, rec in zip(gt.dataset["images"], splits["val"].records)]
 
+    from ghostdet.eval import COCOEvaluator
+
+    evaluator = COCOEvaluator(gt, backend="pycocotools")  # both sides scored by one evaluator
     runs = []
     if args.only != "ultralytics":
         for model in args.models:
@@ -224,7 +217,7 @@ def main() -> None:
         for which, weights in run["weights"].items():
             dets = (predict_ghostdet(weights, run["imgsz"], images) if run["side"] == "ghostdet"
                     else predict_peer(weights, run["imgsz"], images, args, args.out, env))
-            run["scores"][which] = score(gt, dets)
+            run["scores"][which] = score(evaluator, dets)
 
     print(f"\n{args.data_root.name}: {len(splits['train'])} train / {len(splits['val'])} val images, {args.epochs} epochs, "
           f"batch {args.batch}, {args.threads} threads, from scratch; {cpu_name()}, {os.cpu_count()} CPUs")
