@@ -84,6 +84,22 @@ def test_decode_maps_distances_to_input_pixels():
     torch.testing.assert_close(boxes[0, p5_first + 1], torch.tensor([-16.0, -48.0, 112.0, 80.0]))
 
 
+@pytest.mark.parametrize("num_classes,reg_max", [(1, 16), (3, 8)])
+def test_decode_gives_the_boxes_the_loss_trains(num_classes, reg_max):
+    # decode works channels-first for speed; the loss reads flatten() + distances(): both must give the same boxes
+    from ghostdet.models.boxes import dist2bbox
+    from ghostdet.models.heads.yolo_head import YOLOHead
+
+    head = YOLOHead([16, 16, 16], num_classes, reg_max=reg_max).eval()
+    torch.manual_seed(0)
+    raw = [torch.randn(2, 4 * reg_max + num_classes, 64 // s, 96 // s) * 3 for s in (8, 16, 32)]
+    boxes, scores = head.decode(raw)
+    box_logits, cls_logits = head.flatten(raw)
+    points, stride = head.anchors(raw)
+    torch.testing.assert_close(boxes, dist2bbox(head.distances(box_logits), points) * stride, rtol=0, atol=1e-3)
+    torch.testing.assert_close(scores, cls_logits.sigmoid())
+
+
 def test_input_size_must_be_a_multiple_of_32():
     model = small_detector()
     with pytest.raises(ConfigError, match="multiple of 32"):
