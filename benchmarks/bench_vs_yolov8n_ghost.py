@@ -25,6 +25,7 @@ import copy
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -38,15 +39,16 @@ from ghostdet.utils.flops import count_params_macs  # noqa: E402
 BASELINE = "YOLOv8n-ghost (ultralytics)"
 
 
-def ghostdet_model(name: str) -> torch.nn.Module:
+def ghostdet_model(name: str, overrides: Sequence[str] = (), num_classes: int = 80) -> torch.nn.Module:
+    """The deploy form of config ``name`` (plus Hydra ``overrides``, e.g. ``model.reg_max=8``), forward + decode."""
     from hydra import compose, initialize_config_dir
     from ghostdet.models import build_model
 
     from ghostdet.export.onnx import DecodedOutputs, prepare_for_export
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={name}"])
-    return DecodedOutputs(prepare_for_export(build_model(cfg.model, num_classes=80).eval()))
+        cfg = compose("train", overrides=[f"model={name}", *overrides])
+    return DecodedOutputs(prepare_for_export(build_model(cfg.model, num_classes=num_classes).eval()))
 
 
 def yolov8n_ghost() -> torch.nn.Module:
