@@ -4,6 +4,12 @@
     python benchmarks/bench_learning.py --epochs 30 --only ghostdet       # one side
     python benchmarks/bench_learning.py --models ghost_yolo repghost_yolo # several ghostdet configs
     python benchmarks/bench_learning.py --peer-imgsz 256 320 416          # the peer at several input sizes
+    python benchmarks/bench_learning.py --models gghost_yolo@256 "ghost_yolo@320 model.reg_max=8"  # points
+    python benchmarks/bench_learning.py --reuse ...                       # keep runs already trained in --out
+
+A ghostdet point is ``CONFIG[@IMGSZ] [key=value ...]`` (one shell word): a model config, its training/eval size
+(default ``--imgsz``) and Hydra overrides of that run only. ``--reuse`` skips a run whose folder in ``--out``
+already holds a finished training with the same command (its ``run.json``), so an interrupted sweep resumes.
 
 Both sides train from scratch on the raccoon photos (../shared/data/raccoon, VOC xml, 160 train / 40 val; or
 ``--data-root``) with the same epochs, imgsz, batch and CPU threads; everything else is each tool's own default
@@ -110,29 +116,62 @@ def timed_run(cmd: list[str], env: dict, log_file: Path) -> tuple[float, float, 
     return dt, before, load_avg()
 
 
-def train_ghostdet(model: str, args, out: Path, env: dict) -> dict:
-    run_dir = out / f"ghostdet_{model}_{args.imgsz}"
-    shutil.rmtree(run_dir, ignore_errors=True)
+def parse_point(spec: str, default_imgsz: int) -> tuple[str, int, list[str]]:
+    """``"CONFIG[@IMGSZ] [key=value ...]"`` -> (config, imgsz, overrides)."""
+    head, *overrides = spec.split()
+    model, _, size = head.partition("@")
+    return model, int(size) if size else default_imgsz, overrides
+
+
+def _reused(run_dir: Path, cmd: list) -> dict | None:
+    """The record of a finished run of exactly ``cmd`` in ``run_dir`` (``--reuse``), else None."""
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    done = all(Path(w).is_file() for w in record.get("weights", {}).values())
+    return record if done and record.get("cmd") == [str(c) for c in cmd[1:]] else None
+
+
+def _finish(run_dir: Path, cmd: list, record: dict) -> dict:
+    record["cmd"] = [str(c) for c in cmd[1:]]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def train_ghostdet(spec: str, args, out: Path, env: dict) -> dict:
+    model, imgsz, overrides = parse_point(spec, args.imgsz)
+    slug = "_".join([model, str(imgsz), *(o.replace("model.", "").replace("=", "") for o in overrides)])
+    run_dir = out / f"ghostdet_{slug}"
     cmd = [sys.executable, str(ROOT / "tools" / "train.py"), f"model={model}", "data=voc",
-           f"data.root={args.data_root}", f"imgsz={args.imgsz}", f"epochs={args.epochs}", f"batch={args.batch}",
+           f"data.root={args.data_root}", f"imgsz={imgsz}", f"epochs={args.epochs}", f"batch={args.batch}",
            "device=cpu", f"seed={args.seed}", "progress=false", "tensorboard=false", f"hydra.run.dir={run_dir}",
-           *args.overrides]
-    dt, before, after = timed_run(cmd, env, out / f"ghostdet_{model}_{args.imgsz}.log")
-    return {"side": "ghostdet", "model": model, "imgsz": args.imgsz, "wall_s": dt, "load": (before, after),
-            "epoch_s_median": median_epoch_s(run_dir / "results.csv", "ghostdet"),
-            "weights": {w: str(run_dir / "weights" / f"{w}.pt") for w in ("best", "last")}}
+           *args.overrides, *overrides]
+    if args.reuse and (record := _reused(run_dir, cmd)):
+        return record
+    shutil.rmtree(run_dir, ignore_errors=True)
+    dt, before, after = timed_run(cmd, env, out / f"ghostdet_{slug}.log")
+    return _finish(run_dir, cmd, {
+        "side": "ghostdet", "model": " ".join([model, *overrides]), "config": model, "overrides": overrides,
+        "imgsz": imgsz, "wall_s": dt, "load": (before, after),
+        "epoch_s_median": median_epoch_s(run_dir / "results.csv", "ghostdet"),
+        "weights": {w: str(run_dir / "weights" / f"{w}.pt") for w in ("best", "last")}})
 
 
 def train_peer(imgsz: int, args, out: Path, env: dict, data_yaml: Path) -> dict:
     project = out / f"ultralytics_{imgsz}"
-    shutil.rmtree(project, ignore_errors=True)
     spec = {"cfg": "yolov8n-ghost.yaml", "data": str(data_yaml), "epochs": args.epochs, "imgsz": imgsz,
             "batch": args.batch, "project": str(project), "seed": args.seed}
-    dt, before, after = timed_run([args.ul_python, "-c", UL_TRAIN, json.dumps(spec)], env,
-                                  out / f"ultralytics_{imgsz}.log")
-    return {"side": "ultralytics", "model": "yolov8n-ghost", "imgsz": imgsz, "wall_s": dt, "load": (before, after),
-            "epoch_s_median": median_epoch_s(project / "train" / "results.csv", "ultralytics"),
-            "weights": {w: str(project / "train" / "weights" / f"{w}.pt") for w in ("best", "last")}}
+    cmd = [args.ul_python, "-c", UL_TRAIN, json.dumps(spec)]
+    if args.reuse and (record := _reused(project, cmd)):
+        return record
+    shutil.rmtree(project, ignore_errors=True)
+    dt, before, after = timed_run(cmd, env, out / f"ultralytics_{imgsz}.log")
+    return _finish(project, cmd, {
+        "side": "ultralytics", "model": "yolov8n-ghost", "imgsz": imgsz, "wall_s": dt, "load": (before, after),
+        "epoch_s_median": median_epoch_s(project / "train" / "results.csv", "ultralytics"),
+        "weights": {w: str(project / "train" / "weights" / f"{w}.pt") for w in ("best", "last")}})
 
 
 def median_epoch_s(results_csv: Path, side: str) -> float:
@@ -175,22 +214,28 @@ def score(evaluator, detections: list) -> dict:
     return {k: metrics[k] for k in ("AP", "AP50", "AP75")}
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", type=Path, default=SHARED / "raccoon")
     p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--imgsz", type=int, default=320, help="ghostdet training/eval size")
+    p.add_argument("--imgsz", type=int, default=320, help="ghostdet training/eval size (of points without @IMGSZ)")
     p.add_argument("--peer-imgsz", type=int, nargs="+", default=None, help="peer sizes (default: --imgsz)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for both (OMP_NUM_THREADS)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--models", nargs="+", default=["ghost_yolo"], help="ghostdet model configs")
+    p.add_argument("--models", nargs="+", default=["ghost_yolo"], help="ghostdet points: CONFIG[@IMGSZ] [key=value ...]")
     p.add_argument("--only", choices=["ghostdet", "ultralytics"])
+    p.add_argument("--reuse", action="store_true", help="keep finished runs of the same command in --out")
     p.add_argument("--ul-python", default=os.environ.get("UL_PYTHON", "/tmp/ulvenv/bin/python"),
                    help="python of a venv with ultralytics installed")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_learning")
-    p.add_argument("overrides", nargs="*", help="extra key=value overrides for ghostdet's trainer")
-    args = p.parse_args()
+    p.add_argument("overrides", nargs="*", help="extra key=value overrides for every ghostdet run")
+    return p
+
+
+def train_and_score(args) -> tuple[list[dict], dict]:
+    """Train every point of ``args`` (ghostdet points, then the peer sizes) and score each one's best and last
+    weights on the val split; returns ``(runs, split sizes)``."""
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "YOLO_OFFLINE": "1"}
@@ -205,8 +250,8 @@ def main() -> None:
     evaluator = COCOEvaluator(gt, backend="pycocotools")  # both sides scored by one evaluator
     runs = []
     if args.only != "ultralytics":
-        for model in args.models:
-            runs.append(train_ghostdet(model, args, args.out, env))
+        for spec in args.models:
+            runs.append(train_ghostdet(spec, args, args.out, env))
     if args.only != "ghostdet":
         data_yaml = write_yolo_copy(splits, args.out)
         for imgsz in args.peer_imgsz or [args.imgsz]:
@@ -218,8 +263,13 @@ def main() -> None:
             dets = (predict_ghostdet(weights, run["imgsz"], images) if run["side"] == "ghostdet"
                     else predict_peer(weights, run["imgsz"], images, args, args.out, env))
             run["scores"][which] = score(evaluator, dets)
+    return runs, {split: len(ds) for split, ds in splits.items()}
 
-    print(f"\n{args.data_root.name}: {len(splits['train'])} train / {len(splits['val'])} val images, {args.epochs} epochs, "
+
+def main() -> None:
+    args = parser().parse_args()
+    runs, sizes = train_and_score(args)
+    print(f"\n{args.data_root.name}: {sizes['train']} train / {sizes['val']} val images, {args.epochs} epochs, "
           f"batch {args.batch}, {args.threads} threads, from scratch; {cpu_name()}, {os.cpu_count()} CPUs")
     print("| model | imgsz | weights | AP | AP50 | AP75 | s/epoch: wall / epochs | s/epoch: median | load before/after |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -228,10 +278,10 @@ def main() -> None:
             print(f"| {run['side']} {run['model']} | {run['imgsz']} | {which} | {s['AP']:.3f} | {s['AP50']:.3f} | "
                   f"{s['AP75']:.3f} | {run['wall_s'] / args.epochs:.2f} | {run['epoch_s_median']:.2f} | "
                   f"{run['load'][0]:.1f}/{run['load'][1]:.1f} |")
-    peers = [r for r in runs if r["side"] == "ultralytics" and r["imgsz"] == args.imgsz]
     for run in runs:
+        peers = [r for r in runs if r["side"] == "ultralytics" and r["imgsz"] == run["imgsz"]]
         if run["side"] == "ghostdet" and peers:
-            print(f"{run['model']} epoch time / YOLOv8n-ghost's at {args.imgsz}: "
+            print(f"{run['model']} epoch time / YOLOv8n-ghost's at {run['imgsz']}: "
                   f"{run['wall_s'] / peers[0]['wall_s']:.2f}x (wall), "
                   f"{run['epoch_s_median'] / peers[0]['epoch_s_median']:.2f}x (median epoch)")
     (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
