@@ -93,7 +93,7 @@ def make_trained_checkpoint(coco128: Path, out_dir: Path) -> Path:
     from omegaconf import OmegaConf
 
     from ghostdet.data.letterbox import letterbox, letterbox_boxes
-    from ghostdet.inference.sources import read_image
+    from ghostdet.data.image_io import read_image
     from ghostdet.models.loss import DetectionLoss
     from ghostdet.utils.checkpoint import save_checkpoint
 

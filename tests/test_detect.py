@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import IMGSZ, TRAIN_STEMS, yolo_boxes
-from ghostdet.inference.sources import read_image
+from ghostdet.data.image_io import read_image
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,6 +3,7 @@ and a real learning test on coco128 images."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import cv2
@@ -258,3 +259,17 @@ def test_pretrained_backbone_override_loads_imagenet_weights(tmp_path):
     model = build_model(cfg, num_classes=3)
     loaded = model.backbone.state_dict()
     assert loaded and all(torch.equal(v, imagenet.state_dict()[k]) for k, v in loaded.items())
+
+
+@pytest.mark.parametrize("imgsz,hint", [(500, "use 480 or 512"), ((100, 128), "use (96, 128) or (128, 128)")])
+def test_detector_refuses_input_sizes_off_the_stride_like_the_trainer(imgsz, hint):
+    # one rule for training, inference and export: refuse and name the nearest sizes (no silent rounding)
+    from ghostdet.export.onnx import export_onnx
+    from ghostdet.inference import Detector
+
+    model = small_detector().eval()
+    with pytest.raises(ConfigError, match=re.escape(hint)):
+        Detector.from_model(model, imgsz=imgsz)
+    with pytest.raises(ConfigError, match=re.escape(hint)):
+        export_onnx(model, "/nonexistent/never-written.onnx", imgsz=imgsz)
+    assert Detector.from_model(model, imgsz=(96, 128)).imgsz == (96, 128)

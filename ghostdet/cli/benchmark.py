@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ghostdet.cli.common import check_checkpoints_before_hydra, config_dir, run_tool, start_tool
 from ghostdet.utils.errors import ConfigError
+from ghostdet.utils.imgsz import check_imgsz
 
 LOGGER = logging.getLogger("ghostdet.cli.benchmark")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -66,9 +67,7 @@ def hydra_main(cfg: DictConfig) -> None:
     start_tool(cfg.get("plugins"))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     threads = set_threads(cfg.threads)
-    imgsz = int(cfg.imgsz)
-    if imgsz % 32:
-        raise ConfigError(f"imgsz={imgsz} is not a multiple of 32")
+    imgsz = int(check_imgsz(int(cfg.imgsz)))  # the models are built later, one by one: the Ghost-YOLO stride rule
     batch_sizes = [int(b) for b in cfg.batch_sizes]
     env = environment(threads, cfg.device)
     LOGGER.info("benchmarking %d model(s) at %d px on %s with %d threads", len(cfg.models), imgsz, env["cpu"], threads)

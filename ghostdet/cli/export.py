@@ -72,7 +72,7 @@ def main(argv=None) -> None:
     from ghostdet.export import check_image, export_onnx, export_torchscript, prepare_for_export, verify_export
     from ghostdet.export.onnx import DEFAULT_OPSET
     from ghostdet.export.verify import file_size_mb
-    from ghostdet.inference.predictor import normalize_imgsz
+    from ghostdet.utils.imgsz import input_hw, max_stride
     from ghostdet.inference.writer import find_latest_weights
     from ghostdet.utils.checkpoint import build_model_from_checkpoint
     from ghostdet.utils.device import select_device
@@ -99,7 +99,7 @@ def main(argv=None) -> None:
     if args.int8:
         check_int8_args(args)
     model, meta = build_model_from_checkpoint(weights, map_location=device)
-    imgsz = normalize_imgsz(args.imgsz or meta.get("imgsz") or 640)
+    imgsz = input_hw(args.imgsz or meta.get("imgsz") or 640, max_stride(model))
     data_cfg = load_data_config(args.data, args.data_root, meta, weights) if args.int8 else None
     if args.format == "openvino":
         from ghostdet.export.openvino import openvino_dir_for

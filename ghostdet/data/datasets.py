@@ -76,7 +76,7 @@ class DetectionDataset(Dataset):
 
     # -- loading
     def load_image(self, index: int) -> np.ndarray:
-        """The original image, upright, HxWx3 uint8 RGB (``OSError`` if it cannot be decoded)."""
+        """The original image, upright, HxWx3 uint8 RGB (``DataError`` naming the file if it cannot be decoded)."""
         rec = self.records[index]
         return read_image(rec.file, (rec.height, rec.width))
 
@@ -112,8 +112,8 @@ class DetectionDataset(Dataset):
         rec = self.records[index]
         try:
             return read_image(rec.file, (rec.height, rec.width), reduce=reduce)
-        except OSError as e:  # deleted or damaged since the scan: keep going, say which file
-            log.warning("%s: cannot decode image (%s); using an empty image without boxes for this sample", rec.file, e)
+        except DataError as e:  # deleted or damaged since the scan: keep going, say which file
+            log.warning("%s (changed since the scan: an empty image without boxes stands in for this sample)", e)
             return None
 
     def _eval_sample(self, index: int):

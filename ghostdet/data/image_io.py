@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ghostdet.utils.errors import DataError
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dng", ".mpo", ".pfm")
@@ -97,18 +99,50 @@ _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 
 
 
 def read_image(path: str | Path, expected_size: tuple[int, int] | None = None, reduce: int = 1) -> np.ndarray:
-    """Decode ``path`` to an upright HxWx3 uint8 RGB array.
+    """Decode ``path`` to an upright HxWx3 uint8 RGB array: the one image reader of training, evaluation and
+    detection, so detect sees exactly what training saw.
 
     ``expected_size`` (h, w) is the upright size from the scan: if OpenCV's result disagrees (a format
     whose EXIF it ignores), PIL decodes instead. ``reduce`` (2, 4 or 8) asks for an image about that many
     times smaller: JPEG decodes it directly from the DCT, several times faster than a full decode and a
-    resize; the caller must accept a full-size result (the PIL fallback). Raises ``OSError`` when neither
-    library can decode the file.
+    resize; the caller must accept a full-size result (the PIL fallback). Raises ``DataError`` naming the file
+    when it is missing or neither library can decode it.
     """
     bgr = cv2.imread(str(path), _REDUCED_FLAGS.get(reduce, cv2.IMREAD_COLOR))
     if bgr is not None and _size_ok(bgr.shape[:2], expected_size, reduce):
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return _read_with_pil(path)
+    try:
+        with Image.open(path) as im:
+            return pil_to_rgb(ImageOps.exif_transpose(im))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        if not Path(path).is_file():
+            raise DataError(f"{path}: no such file; check the path") from None
+        reason = probe_image(path).error or f"could not be decoded ({_one_line(e)})"
+        raise DataError(f"{path}: {reason}; is it an image file (jpg, png, bmp, tif, webp)?") from None
+
+
+def pil_to_rgb(im) -> np.ndarray:
+    """Any PIL image -> HxWx3 uint8 RGB: alpha dropped, palette expanded, 16-bit and float images scaled to 8 bits
+    (PIL's own ``convert("RGB")`` clips them at 255)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        if im.mode == "F":
+            arr = arr * (255.0 if arr.max() <= 1.0 else 1.0)
+        else:
+            arr = arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0
+        gray = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def to_chw_batch(images) -> np.ndarray:
+    """Same-size HxWx3 uint8 images -> one B x 3 x H x W float32 0-1 batch, in one pass per image (several times
+    cheaper than stack -> transpose -> astype -> divide): the input every ghostdet model and runtime takes."""
+    h, w = images[0].shape[:2]
+    batch = np.empty((len(images), 3, h, w), dtype=np.float32)
+    for i, image in enumerate(images):
+        np.divide(image.transpose(2, 0, 1), np.float32(255.0), out=batch[i], dtype=np.float32)
+    return batch
 
 
 def _size_ok(shape, expected_size, reduce: int) -> bool:
@@ -117,21 +151,3 @@ def _size_ok(shape, expected_size, reduce: int) -> bool:
     if reduce in _REDUCED_FLAGS:  # JPEG rounds the reduced size up, other formats down
         return all(abs(got - want / reduce) <= 1 for got, want in zip(shape, expected_size))
     return tuple(shape) == tuple(expected_size)
-
-
-def _read_with_pil(path: str | Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # PIL's convert("RGB") clips >255; rescale instead
-                arr = np.asarray(im, dtype=np.float64)
-                scale = 65535.0 if arr.max() > 255 else 255.0
-                gray = np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
-                return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
-            if im.mode == "F":
-                arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
-                gray = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-                return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
-            return np.ascontiguousarray(np.asarray(im.convert("RGB")))
-    except (UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise OSError(f"cannot decode {path}: {_one_line(e)}") from e

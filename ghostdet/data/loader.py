@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ghostdet.data.image_io import to_chw_batch
+
 
 def collate_fn(batch: list[dict]):
     """Samples → ``(images, targets, metas, ignore)``.
@@ -17,13 +19,7 @@ def collate_fn(batch: list[dict]):
     ignore: (K, 5) ``[batch_idx, x1, y1, x2, y2]`` input pixels, the crowd (``iscrowd``) regions the loss
     ignores (the samples' ``crowd_boxes``); (0, 5) when there are none.
     """
-    # one pass per image (HWC uint8 -> CHW float, /255) into the batch: several times cheaper than
-    # stack -> permute -> float -> contiguous, and this runs for every batch in the workers
-    h, w = batch[0]["image"].shape[:2]
-    images = np.empty((len(batch), 3, h, w), dtype=np.float32)
-    for i, s in enumerate(batch):
-        np.divide(s["image"].transpose(2, 0, 1), np.float32(255.0), out=images[i], dtype=np.float32)
-    images = torch.from_numpy(images)
+    images = torch.from_numpy(to_chw_batch([s["image"] for s in batch]))  # runs for every batch in the workers
     targets = _with_batch_index([np.column_stack([s["labels"], s["boxes"]]) for s in batch], 6)
     ignore = _with_batch_index([s.get("crowd_boxes") for s in batch], 5)
     metas = [{"image_id": s["image_id"], "file": s["file"], "orig_size": s["orig_size"], "ratio": s["ratio"],

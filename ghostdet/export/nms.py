@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 from torchvision.ops import clip_boxes_to_image
 
-from ghostdet.inference.predictor import NMS_OUTPUT_NAMES
+from ghostdet.utils.exported import NMS_OUTPUT_NAMES
 from ghostdet.utils.errors import ConfigError
 
 __all__ = ["EndToEndNMS", "NMS_OUTPUT_NAMES", "ONNX_TRANSLATION", "check_nms_settings", "end2end_nms"]

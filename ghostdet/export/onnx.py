@@ -23,8 +23,9 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ghostdet.inference.predictor import ONNX_META_KEY as META_KEY  # the key Detector.from_onnx reads
+from ghostdet.data.letterbox import PAD_VALUE
 from ghostdet.utils.errors import ConfigError
+from ghostdet.utils.exported import META_KEY  # the key Detector.from_onnx reads
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,9 @@ def export_onnx(
     """
     import onnx
 
-    from ghostdet.inference.predictor import normalize_imgsz
+    from ghostdet.utils.imgsz import input_hw, max_stride
 
-    h, w = normalize_imgsz(imgsz)
+    h, w = input_hw(imgsz, max_stride(model))
     if half and torch.device(device).type == "cpu":
         log.warning("exporting FP16 on CPU: ONNX Runtime's CPU provider runs FP16 models slowly or not at all; "
                     "use --half for GPU runtimes (CUDA/TensorRT)")
@@ -139,7 +140,7 @@ def export_onnx(
         "stride": 32,
         "dynamic": bool(dynamic),
         "half": bool(half),
-        "input": "images: B x 3 x H x W float RGB 0-1, letterboxed (pad 114)",
+        "input": f"images: B x 3 x H x W float RGB 0-1, letterboxed (pad {PAD_VALUE})",
         "outputs": "boxes: B x A x 4 xyxy input pixels; scores: B x A x nc sigmoid",
         "nms": bool(nms),
         "ghostdet_version": _version(),

@@ -21,9 +21,10 @@ from typing import Sequence
 
 import torch.nn as nn
 
-from ghostdet.export.onnx import DEFAULT_OPSET, META_KEY, _quiet_loggers, export_onnx
+from ghostdet.export.onnx import DEFAULT_OPSET, _quiet_loggers, export_onnx
 from ghostdet.inference.openvino import IR_XML, METADATA_FILE, _reason, import_openvino
 from ghostdet.utils.errors import ConfigError
+from ghostdet.utils.exported import META_KEY
 
 log = logging.getLogger(__name__)
 

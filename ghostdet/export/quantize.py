@@ -482,7 +482,7 @@ def quantize_export(fp32_path: str | os.PathLike, fmt: str, data_cfg, imgsz: tup
 
 def _finalize(staged: Path, out: Path, fmt: str, record: dict) -> None:
     """Write ``record`` into the staged export's metadata and move it to ``out`` (replacing what was there)."""
-    from ghostdet.inference.predictor import ONNX_META_KEY
+    from ghostdet.utils.exported import META_KEY
 
     if fmt == "onnx":
         import onnx
@@ -490,7 +490,7 @@ def _finalize(staged: Path, out: Path, fmt: str, record: dict) -> None:
         proto = onnx.load(str(staged))
         del proto.metadata_props[:]
         entry = proto.metadata_props.add()
-        entry.key, entry.value = ONNX_META_KEY, json.dumps(record)
+        entry.key, entry.value = META_KEY, json.dumps(record)
         proto.producer_name = "ghostdet"
         onnx.save(proto, str(staged))
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -511,10 +511,10 @@ def _export_metadata(path: Path, fmt: str) -> dict:
     if fmt == "onnx":
         import onnx
 
-        from ghostdet.inference.predictor import ONNX_META_KEY
+        from ghostdet.utils.exported import META_KEY
 
         proto = onnx.load(str(path), load_external_data=False)
-        raw = {p.key: p.value for p in proto.metadata_props}.get(ONNX_META_KEY)
+        raw = {p.key: p.value for p in proto.metadata_props}.get(META_KEY)
         return json.loads(raw) if raw else {}
     from ghostdet.inference.openvino import read_ir, read_metadata
 

@@ -37,9 +37,9 @@ def export_torchscript(
 ) -> Path:
     """Trace the fused, re-parameterized ``model`` and save it to ``path``; returns the path."""
     from ghostdet import __version__
-    from ghostdet.inference.predictor import normalize_imgsz
+    from ghostdet.utils.imgsz import input_hw, max_stride
 
-    h, w = normalize_imgsz(imgsz)
+    h, w = input_hw(imgsz, max_stride(model))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = DecodedOutputs(prepare_for_export(model, half=half, device=device))

@@ -26,15 +26,15 @@ log = logging.getLogger(__name__)
 def check_image(source: str | os.PathLike | None, imgsz: tuple[int, int]) -> tuple[np.ndarray, str]:
     """A 1 x 3 x H x W float 0-1 letterboxed batch from ``source`` (an image file), or a synthetic scene
     (coloured shapes on a gradient, deterministic) when None. Returns ``(batch, description)``."""
+    from ghostdet.data.image_io import read_image, to_chw_batch
     from ghostdet.data.letterbox import letterbox
-    from ghostdet.inference.sources import read_image
 
     if source is not None:
         image, what = read_image(source), str(source)
     else:
         image, what = synthetic_scene(), "a synthetic image (pass --source IMAGE to check on a real photo)"
     padded, _, _ = letterbox(image, imgsz)
-    return np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0), what
+    return to_chw_batch([padded]), what
 
 
 def synthetic_scene(height: int = 480, width: int = 640) -> np.ndarray:

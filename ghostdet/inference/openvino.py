@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ghostdet.inference.predictor import NMS_OUTPUT_NAMES, output_order
+from ghostdet.inference.predictor import output_order
+from ghostdet.utils.exported import META_KEY, NMS_OUTPUT_NAMES
 from ghostdet.utils.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
 IR_XML = "model.xml"
 METADATA_FILE = "metadata.json"
-META_KEY = "ghostdet"  # rt_info key (the same JSON as the ONNX file's metadata_props entry)
 PRECISIONS = ("fp32", "bf16", "auto")
 _OV_TYPES = {"fp32": "f32", "bf16": "bf16"}
 

@@ -21,37 +21,17 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 
-from ghostdet.data.letterbox import letterbox, unletterbox_boxes
+from ghostdet.data.letterbox import PAD_VALUE, letterbox, unletterbox_boxes
 from ghostdet.inference.results import Detections
-from ghostdet.inference.sources import Frame, MediaFile, array_to_rgb, collect_sources, iter_frames, pil_to_rgb
+from ghostdet.data.image_io import pil_to_rgb, to_chw_batch
+from ghostdet.inference.sources import Frame, MediaFile, array_to_rgb, collect_sources, iter_frames
 from ghostdet.utils.device import select_device
 from ghostdet.utils.errors import CheckpointError, ConfigError, DataError
+from ghostdet.utils.exported import META_KEY, NMS_OUTPUT_NAMES
+from ghostdet.utils.imgsz import input_hw, max_stride
 
 log = logging.getLogger(__name__)
 
-STRIDE = 32  # largest stride of every Ghost-YOLO head: input sides must be multiples of it
-ONNX_META_KEY = "ghostdet"  # metadata_props key of exported models (JSON: names, category_ids, imgsz, ...)
-# outputs of an export with NMS in the graph (``tools/export.py --nms``; ``ghostdet.export.nms``), in this order
-NMS_OUTPUT_NAMES = ("num_dets", "det_boxes", "det_scores", "det_classes")
-
-
-def normalize_imgsz(imgsz: int | Sequence[int], stride: int = STRIDE) -> tuple[int, int]:
-    """``640`` or ``(h, w)`` → ``(h, w)``, each rounded up to a multiple of ``stride`` (with a warning)."""
-    if isinstance(imgsz, (int, np.integer)):
-        size = (int(imgsz), int(imgsz))
-    else:
-        values = [int(v) for v in imgsz]
-        if len(values) == 1:
-            values = values * 2
-        if len(values) != 2:
-            raise ConfigError(f"imgsz {imgsz!r}: give one size or two (height width)")
-        size = (values[0], values[1])
-    if min(size) <= 0:
-        raise ConfigError(f"imgsz {imgsz!r} must be positive")
-    rounded = tuple(-(-s // stride) * stride for s in size)
-    if rounded != size:
-        log.warning("imgsz %s is not a multiple of stride %d; using %s", list(size), stride, list(rounded))
-    return rounded  # type: ignore[return-value]
 
 
 def parse_imgsz(text: str) -> tuple[int, int] | int:
@@ -228,7 +208,7 @@ class Detector:
         if self.category_ids is not None and len(self.category_ids) != len(self.names):
             log.warning("%s: %d category ids for %d classes; ignoring the category ids", source or "model", len(self.category_ids), len(self.names))
             self.category_ids = None
-        self.imgsz = normalize_imgsz(imgsz)
+        self.imgsz = input_hw(imgsz, max_stride(getattr(backend, "model", None)))
         self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
         self.classes = self._class_indices(classes)
         self.batch_size = max(1, int(batch_size))
@@ -300,7 +280,7 @@ class Detector:
     @classmethod
     def _from_exported(cls, backend, meta: dict, path: Path, imgsz, num_classes: int | None, **kwargs) -> "Detector":
         """A Detector on an exported model (ONNX, OpenVINO): input size checked against the file's, names from metadata."""
-        imgsz = normalize_imgsz(imgsz) if imgsz is not None else None
+        imgsz = input_hw(imgsz) if imgsz is not None else None
         if imgsz is not None and backend.fixed_imgsz is not None and imgsz != tuple(backend.fixed_imgsz):
             fh, fw = backend.fixed_imgsz
             want = imgsz
@@ -389,9 +369,9 @@ class Detector:
         padded, geometry = [], []
         for frame in frames:
             image, ratio, pad = letterbox(frame.image, self.imgsz)
-            padded.append(image.transpose(2, 0, 1))
+            padded.append(image)
             geometry.append((ratio, pad, frame.image.shape[:2]))
-        batch = np.ascontiguousarray(np.stack(padded), dtype=np.float32) / np.float32(255.0)
+        batch = to_chw_batch(padded)
         if self.backend.fixed_batch and len(frames) < self.backend.fixed_batch:  # a static-batch ONNX: pad the last batch
             batch = np.concatenate([batch, np.zeros((self.backend.fixed_batch - len(frames), *batch.shape[1:]), batch.dtype)])
         t1 = time.perf_counter()
@@ -442,7 +422,7 @@ class Detector:
 
     def warmup(self, runs: int = 1) -> None:
         """Run on blank images so the first real image is not slowed by lazy initialisation."""
-        blank = np.full((*self.imgsz, 3), 114, np.uint8)
+        blank = np.full((*self.imgsz, 3), PAD_VALUE, np.uint8)
         for _ in range(runs):
             self._run([Frame(blank, None, 0)] * self.batch_size, self.conf, self.iou, self.max_det, self.classes)
 
@@ -485,7 +465,7 @@ def _default_names(model) -> list[str]:
 
 
 def _onnx_metadata(session) -> dict:
-    raw = session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
+    raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
     if not raw:
         return {}
     try:

@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ghostdet.data.image_io import IMAGE_SUFFIXES  # one list of image types for training and detect
+from ghostdet.data.image_io import IMAGE_SUFFIXES, read_image  # one list of image types, one reader, for training and detect
 from ghostdet.utils.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -100,35 +100,6 @@ def collect_sources(sources: str | os.PathLike | Sequence[str | os.PathLike]) ->
         else:
             raise DataError(f"{text}: no such file or folder; check the path")
     return found
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as upright HxWx3 uint8 RGB (the data pipeline's decoder, so detect sees exactly
-    what training saw). Raises DataError naming the file when it is missing or not a readable image."""
-    from ghostdet.data.image_io import probe_image
-    from ghostdet.data.image_io import read_image as decode
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; check the path")
-    try:
-        return decode(path)
-    except OSError:
-        reason = probe_image(path).error or "could not be decoded"
-        raise DataError(f"{path}: {reason}; is it an image file (jpg, png, bmp, tif, webp)?") from None
-
-
-def pil_to_rgb(im) -> np.ndarray:
-    """Any PIL image → HxWx3 uint8 RGB, as ``read_image`` would give: alpha dropped, 16-bit/float scaled to 8-bit."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
-        if im.mode == "F":
-            arr = arr * (255.0 if arr.max() <= 1.0 else 1.0)
-        else:
-            arr = arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0
-        gray = np.clip(arr + 0.5, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
 def array_to_rgb(image: np.ndarray, bgr: bool = False) -> np.ndarray:

@@ -36,4 +36,20 @@ def check_imgsz(imgsz, stride: int = MAX_STRIDE, what: str = "imgsz"):
     raise ConfigError(f"{what}={shown} is not a multiple of {stride} (the detector's largest stride); use {options}")
 
 
-__all__ = ["MAX_STRIDE", "check_imgsz", "max_stride"]
+def input_hw(imgsz, stride: int = MAX_STRIDE, what: str = "imgsz") -> tuple[int, int]:
+    """``640``, ``[640]`` or ``(h, w)`` -> ``(h, w)``, refused (ConfigError, as ``check_imgsz``) unless every side is a
+    positive multiple of ``stride``: the same rule for training, inference and export (no silent rounding)."""
+    if isinstance(imgsz, str) or not isinstance(imgsz, Sequence):
+        side = int(check_imgsz(int(imgsz), stride, what))
+        return side, side
+    else:
+        sides = [int(v) for v in imgsz]
+        if len(sides) == 1:
+            sides *= 2
+        if len(sides) != 2:
+            raise ConfigError(f"{what}={list(imgsz)}: give one size or two (height width)")
+    check_imgsz(sides, stride, what)
+    return sides[0], sides[1]
+
+
+__all__ = ["MAX_STRIDE", "check_imgsz", "input_hw", "max_stride"]
