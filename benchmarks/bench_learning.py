@@ -236,6 +236,7 @@ def parser() -> argparse.ArgumentParser:
 def train_and_score(args) -> tuple[list[dict], dict]:
     """Train every point of ``args`` (ghostdet points, then the peer sizes) and score each one's best and last
     weights on the val split; returns ``(runs, split sizes)``."""
+    args.out = args.out.resolve()  # ultralytics puts a relative project under its own runs/detect/
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "YOLO_OFFLINE": "1"}
