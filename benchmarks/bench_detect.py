@@ -1,4 +1,4 @@
-"""End-to-end detect throughput on a folder of images: PyTorch (fused eager) vs ONNX Runtime.
+"""End-to-end detect throughput on a folder of images: PyTorch (fused eager), ONNX Runtime and OpenVINO (fp32, bf16, int8).
 
     python benchmarks/bench_detect.py --weights runs/train/.../weights/best.pt        # coco128, 640
     python benchmarks/bench_detect.py --imgsz 320 --limit 64 --threads 2
@@ -7,8 +7,11 @@
 Two figures per backend, images per second over the whole folder (one pass after a warm-up image):
   predict: read + decode + letterbox + model + threshold/NMS + boxes to original pixels (``Detector.predict``);
   detect:  the same plus drawing and writing the annotated JPEG and predictions.json (``tools/detect.py``).
-Also the median model-only latency per image. The ONNX file is exported (fused, fixed size, batch 1) into a
-temporary folder. A random-init model finds few boxes, so NMS costs less than with trained weights; pass
+Also the median model-only latency per image. The ONNX file and the OpenVINO IR are exported (fused, fixed
+size, batch 1) into a temporary folder; OpenVINO runs the IR with the fp32 and (where the CPU reports BF16) bf16
+precision hints, and its NNCF int8 form (``ghostdet.export.quantize.quantize_openvino_model``, the decode tail
+float, calibrated on the first ``--calib-images`` images of the folder; ``tools/export.py --int8`` is the same
+quantizer with the accuracy gate). ``--no-openvino`` skips those rows. A random-init model finds few boxes, so NMS costs less than with trained weights; pass
 ``--weights`` for figures of a real model. Timings depend on the machine and its load (printed).
 """
 from __future__ import annotations
@@ -48,6 +51,27 @@ def random_init_checkpoint(folder: Path, imgsz: int) -> Path:
                             "config": config}, folder / "random_init.pt")
 
 
+def openvino_detectors(model, meta: dict, files, args, tmp: Path) -> dict:
+    """OpenVINO fp32 / bf16 (where the CPU has it) / NNCF int8 Detectors of ``model`` at ``args.imgsz``."""
+    from ghostdet.export import export_openvino
+    from ghostdet.export.openvino import write_openvino_folder
+    from ghostdet.export.quantize import images_to_batches, quantize_openvino_model
+    from ghostdet.inference.openvino import cpu_supports_bf16, read_ir, read_metadata
+
+    fp32_dir = export_openvino(model, tmp / "model_openvino", args.imgsz, names=meta["names"],
+                               category_ids=meta.get("category_ids"))
+    ir, xml = read_ir(fp32_dir)
+    calibration = images_to_batches([f.path for f in files[: args.calib_images]], (args.imgsz, args.imgsz))
+    int8_dir = write_openvino_folder(quantize_openvino_model(ir, calibration)[0], read_metadata(ir, xml),
+                                     tmp / "model_int8_openvino")
+    kwargs = {"conf": args.conf, "threads": args.threads or None}
+    out = {"OpenVINO fp32": Detector.from_openvino(fp32_dir, precision="fp32", **kwargs)}
+    if cpu_supports_bf16():
+        out["OpenVINO bf16"] = Detector.from_openvino(fp32_dir, precision="bf16", **kwargs)
+    out["OpenVINO int8 (NNCF)"] = Detector.from_openvino(int8_dir, precision="fp32", **kwargs)
+    return out
+
+
 def time_backend(detector: Detector, files, out_dir: Path) -> dict:
     detector.warmup(2)
     started = time.perf_counter()
@@ -69,7 +93,9 @@ def main() -> None:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--conf", type=float, default=0.25)
     p.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch and ONNX Runtime (0: library default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for every backend (0: library default)")
+    p.add_argument("--no-openvino", action="store_true", help="PyTorch and ONNX Runtime only")
+    p.add_argument("--calib-images", type=int, default=64, help="int8 calibration images (from --source)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.threads:
@@ -89,15 +115,19 @@ def main() -> None:
             "PyTorch (fused, eager)": Detector.from_checkpoint(weights, imgsz=args.imgsz, conf=args.conf),
             "ONNX Runtime (CPU EP)": Detector.from_onnx(onnx_path, conf=args.conf, threads=args.threads or None),
         }
+        if not args.no_openvino:
+            detectors.update(openvino_detectors(model, meta, files, args, tmp))
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"{len(files)} images from {args.source}, imgsz {args.imgsz}, conf {args.conf}, weights "
               f"{weights.name if args.weights else 'random init (configs/model/ghost_yolo.yaml)'}; torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {load:.1f} at start")
-        print("| backend | predict img/s | detect (draw+save) img/s | model ms/img (median) |")
-        print("|---|---:|---:|---:|")
-        for name, detector in detectors.items():
-            r = time_backend(detector, files, tmp / name.split()[0])
-            print(f"| {name} | {r['predict_ips']:.2f} | {r['detect_ips']:.2f} | {r['model_ms']:.1f} |", flush=True)
+        print("| backend | predict img/s | detect (draw+save) img/s | model ms/img (median) | detect vs ONNX Runtime |")
+        print("|---|---:|---:|---:|---:|")
+        results = {name: time_backend(detector, files, tmp / f"out{i}") for i, (name, detector) in enumerate(detectors.items())}
+        base = results["ONNX Runtime (CPU EP)"]["detect_ips"]
+        for name, r in results.items():
+            print(f"| {name} | {r['predict_ips']:.2f} | {r['detect_ips']:.2f} | {r['model_ms']:.1f} | "
+                  f"{r['detect_ips'] / base:.2f}x |", flush=True)
         if hasattr(os, "getloadavg"):
             print(f"load average {os.getloadavg()[0]:.1f} at the end (figures are only comparable on an idle machine)")
 

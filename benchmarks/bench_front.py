@@ -1,7 +1,11 @@
 """The speed-accuracy front on this CPU: ghostdet points against ultralytics' YOLOv8n-ghost at several input sizes.
 
-    python benchmarks/bench_front.py --epochs 30 --peer-imgsz 256 320 416 \\
-        --models gghost_yolo@256 gghost_yolo@320 ghost_yolo@320 --reuse
+    python benchmarks/bench_front.py                     # the default points below, 30 epochs, peer at 256/320/416
+    python benchmarks/bench_front.py --models gghost_yolo@256 "gghost_yolo_lite@224 model.neck_channels=48" --reuse
+    # the trainings of the two sides in parallel, one thread each; then the scoring + latency half, 2 threads:
+    python benchmarks/bench_front.py --threads 1 --only ghostdet --no-latency & \
+    python benchmarks/bench_front.py --threads 1 --only ultralytics --no-latency; wait
+    python benchmarks/bench_front.py --threads 1 --latency-threads 2 --reuse
 
 One run does both halves:
 1. **Accuracy.** Every point is trained and scored by ``bench_learning.py`` (its options apply: same data, epochs,
@@ -36,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_learning  # noqa: E402
 from bench_vs_yolov8n_ghost import (calibration, ghostdet_model, onnx_file, ort_int8_runner, ort_runner,  # noqa: E402
-                                    ov_int8_runner, ov_runner)
+                                    ov_int8_runner, ov_runner, yolov8n_ghost)
 from ghostdet.utils.device import cpu_name  # noqa: E402
 from ghostdet.utils.timing import compare_latency, set_threads  # noqa: E402
 
@@ -52,18 +56,12 @@ def label(run: dict) -> str:
 def deploy_model(run: dict, num_classes: int) -> torch.nn.Module:
     if run["side"] == "ghostdet":
         return ghostdet_model(run["config"], run.get("overrides", ()), num_classes=num_classes)
-    from ultralytics.nn.tasks import DetectionModel
-
-    model = DetectionModel("yolov8n-ghost.yaml", nc=num_classes, verbose=False).eval().fuse(verbose=False)
-    for m in model.modules():  # decoded boxes + scores, as ultralytics' own export
-        if hasattr(m, "export"):
-            m.export = True
-    return model
+    return yolov8n_ghost(num_classes)
 
 
 def time_points(runs: list[dict], num_classes: int, args) -> dict[str, dict[str, list[float]]]:
     """Round medians (ms) per runtime per point: ``{runtime: {label: [ms per round]}}``."""
-    threads = set_threads(args.threads)
+    threads = set_threads(args.latency_threads or args.threads)
     tmp = tempfile.TemporaryDirectory()
     inputs, files = {}, {}
     for run in runs:  # every export before any timing
@@ -179,18 +177,24 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     p = bench_learning.parser()
     p.description = __doc__
-    p.set_defaults(epochs=30, peer_imgsz=[256, 320, 416], models=["gghost_yolo@256", "gghost_yolo@320", "ghost_yolo@320"],
-                   out=ROOT / "runs" / "bench_front")
+    p.set_defaults(epochs=30, peer_imgsz=[256, 320, 416], out=ROOT / "runs" / "bench_front", threads=2,
+                   models=["ghost_yolo@320", "gghost_yolo@320", "gghost_yolo@256", "gghost_yolo_lite@256",
+                           "gghost_yolo_lite@224", "gghost_yolo_lite@192"])
+    p.add_argument("--latency-threads", type=int, default=None,
+                   help="threads for the latency half (default: --threads, the training threads)")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--no-int8", action="store_true")
+    p.add_argument("--no-latency", action="store_true", help="train and score only (with --only, for parallel runs)")
     p.add_argument("--target", type=float, default=0.75, help="latency ratio a dominating point must reach")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "front.png")
     args = p.parse_args()
 
     runs, sizes = bench_learning.train_and_score(args)
+    if args.no_latency:
+        return
     runs = sorted(runs, key=lambda r: (r["side"] != "ultralytics", r["imgsz"], r["model"]))
     timings = time_points(runs, num_classes=1, args=args)
 
@@ -210,9 +214,10 @@ def main() -> None:
             row[key]["vs_peer_same_size"] = (ratio(timings, row["label"], row[key]["runtime"], ref["label"],
                                                    ref[key]["runtime"]) if ref else None)
 
-    machine = f"{cpu_name()}, {os.cpu_count()} CPUs, {args.threads} threads"
-    title = (f"raccoon ({sizes['train']} train / {sizes['val']} val), {args.epochs} epochs, batch {args.batch}, from "
-             f"scratch; latency batch 1, forward + decode; {machine}")
+    machine = f"{cpu_name()}, {os.cpu_count()} CPUs"
+    title = (f"raccoon ({sizes['train']} train / {sizes['val']} val), {args.epochs} epochs, batch {args.batch}, "
+             f"{args.threads} training threads, from scratch; latency batch 1, forward + decode, "
+             f"{args.latency_threads or args.threads} threads; {machine}")
     print(f"\n{title}\n")
     runtimes = list(timings)
     print("| point | AP | AP50 | AP75 | " + " | ".join(f"{rt} (ms)" for rt in runtimes)
@@ -229,7 +234,7 @@ def main() -> None:
         print("\n".join(goal(rows, key, args.target)))
     plot(rows, args.plot, title)
     (args.out / "front.json").write_text(json.dumps(
-        {"cpu": machine, "epochs": args.epochs, "rows": rows, "timings": timings}, indent=1))
+        {"cpu": machine, "title": title, "epochs": args.epochs, "rows": rows, "timings": timings}, indent=1))
     print(f"\nplot: {args.plot}; data: {args.out / 'front.json'}")
 
 

@@ -51,10 +51,10 @@ def ghostdet_model(name: str, overrides: Sequence[str] = (), num_classes: int = 
     return DecodedOutputs(prepare_for_export(build_model(cfg.model, num_classes=num_classes).eval()))
 
 
-def yolov8n_ghost() -> torch.nn.Module:
+def yolov8n_ghost(num_classes: int = 80) -> torch.nn.Module:
     from ultralytics.nn.tasks import DetectionModel
 
-    model = DetectionModel("yolov8n-ghost.yaml", nc=80, verbose=False).eval().fuse(verbose=False)
+    model = DetectionModel("yolov8n-ghost.yaml", nc=num_classes, verbose=False).eval().fuse(verbose=False)
     for m in model.modules():  # deployed form: decoded boxes + scores only, as ultralytics' own export does
         if hasattr(m, "export"):
             m.export = True

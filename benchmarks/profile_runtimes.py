@@ -111,16 +111,18 @@ def main() -> None:
     p.add_argument("--precision", nargs="+", default=["fp32", "int8"], help="OpenVINO precisions: fp32 bf16 int8")
     p.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime profile")
     p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--num-classes", type=int, default=80, help="classes of every model (1: the raccoon models)")
     p.add_argument("--top", type=int, default=8, help="slowest layers listed per profile")
     args = p.parse_args()
     threads = set_threads(args.threads)
     from ghostdet.utils.device import cpu_name
 
-    print(f"{cpu_name()}, {threads} threads, batch 1, mean of {args.runs} runs after 3 warm-up")
-    models = {spec: (lambda s=spec: ghostdet_model(*s.split()[:1], overrides=s.split()[1:]), False)
+    nc = args.num_classes
+    print(f"{cpu_name()}, {threads} threads, batch 1, {nc} classes, mean of {args.runs} runs after 3 warm-up")
+    models = {spec: (lambda s=spec: ghostdet_model(*s.split()[:1], overrides=s.split()[1:], num_classes=nc), False)
               for spec in args.models}
     if args.peer:
-        models["YOLOv8n-ghost (ultralytics)"] = (yolov8n_ghost, True)
+        models["YOLOv8n-ghost (ultralytics)"] = (lambda: yolov8n_ghost(nc), True)
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             x = torch.rand(1, 3, size, size)
