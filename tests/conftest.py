@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,7 @@ def one_thread():
 # ------------------------------------------------------------------------------ a briefly trained model
 # (tests/test_detect.py and tests/test_export.py use the checkpoint; they import the constants from here)
 TRAIN_STEMS = ["000000000009", "000000000025", "000000000030", "000000000034"]
+PHOTO_STEMS = TRAIN_STEMS + ["000000000086"]  # + the grayscale one
 IMGSZ = 256
 MODEL_CONFIG = {
     "name": "ghost_yolo",
@@ -142,3 +144,22 @@ def make_trained_checkpoint(coco128: Path, out_dir: Path) -> Path:
 def trained_checkpoint(coco128, tmp_path_factory) -> Path:
     """``weights/best.pt`` of ``make_trained_checkpoint``, built once per test session."""
     return make_trained_checkpoint(coco128, tmp_path_factory.getbasetemp() / "detect_model")
+
+
+YOLO_SPLIT_IMAGES = 8  # images in the yolo_split fixture (one of them a background image)
+
+
+@pytest.fixture(scope="module")
+def yolo_split(coco128, tmp_path_factory) -> Path:
+    """A YOLO-format folder (images/val, labels/val, classes.txt) with the first coco128 images, one a background image."""
+    root = tmp_path_factory.mktemp("yolo_split")
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    stems = sorted(p.stem for p in (coco128 / "images" / "train2017").glob("*.jpg"))[:YOLO_SPLIT_IMAGES - 1] + ["000000000250"]
+    for stem in stems:
+        os.symlink(coco128 / "images" / "train2017" / f"{stem}.jpg", root / "images" / "val" / f"{stem}.jpg")
+        label = coco128 / "labels" / "train2017" / f"{stem}.txt"
+        if label.exists():  # 000000000250 is a background image: no label file
+            shutil.copy(label, root / "labels" / "val" / label.name)
+    shutil.copy(coco128 / "classes.txt", root / "classes.txt")
+    return root

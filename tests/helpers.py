@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,3 +113,69 @@ def png_size_and_spread(path: Path) -> tuple[tuple[int, int], float]:
     with Image.open(path) as img:
         assert img.format == "PNG", path
         return img.size, float(np.asarray(img.convert("L"), dtype=np.float32).std())
+
+
+# ------------------------------------------------------- running the tools (detect, export, eval, benchmark, ...)
+def run_tool(tool: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "tools" / tool), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def run_tools_concurrently(calls: list[tuple], cwd: Path) -> list[subprocess.CompletedProcess]:
+    """Run several ``(tool, *args)`` invocations at once (each is mostly interpreter start-up and imports)."""
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "tools" / tool), *map(str, args)], cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tool, *args in calls]
+    done = []
+    for call, proc in zip(calls, procs):
+        stdout, stderr = proc.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(call, proc.returncode, stdout, stderr))
+    return done
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------ a tiny real checkpoint (eval, benchmark)
+def tiny_model_cfg() -> dict:
+    """configs/model/ghost_yolo.yaml at GhostNet width 0.25 and a 32-channel neck: the real detector, CPU-test sized."""
+    cfg = OmegaConf.load(CONFIG_DIR / "model" / "ghost_yolo.yaml")
+    cfg.backbone.width = 0.25
+    cfg.neck_channels = 32
+    return OmegaConf.to_container(cfg)
+
+
+def make_checkpoint(path: Path, names: list[str], imgsz: int = 64, data_cfg=None) -> Path:
+    from ghostdet.models import build_model
+
+    from ghostdet.utils.checkpoint import save_checkpoint
+
+    cfg = tiny_model_cfg()
+    torch.manual_seed(0)
+    model = build_model(OmegaConf.create(cfg), num_classes=len(names))
+    return save_checkpoint({"model": model.state_dict(), "ema": None, "epoch": 1,
+                            "config": {"model": cfg, "imgsz": imgsz, "data": data_cfg}, "names": names, "category_ids": None,
+                            "metrics": {}, "ghostdet_version": "test"}, path)
+
+
+def run_tool_in_process(project_root: Path, tool: str, *args: str, monkeypatch, capsys) -> tuple[int, str, str]:
+    """The tool's Hydra main called in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    import importlib.util
+
+    monkeypatch.chdir(project_root)
+    monkeypatch.syspath_prepend(str(project_root / "tools"))
+    monkeypatch.setattr(sys, "argv", [str(project_root / "tools" / tool), *args])
+    # named __main__ so Hydra resolves config_path from the file, as when run as a script (whose last line calls main)
+    spec = importlib.util.spec_from_file_location("__main__", project_root / "tools" / tool)
+    code = 0
+    try:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -14,8 +14,8 @@ import torch
 pytest.importorskip("openvino", reason="openvino not installed (pip install 'ghostdet[openvino]')")
 
 from conftest import IMGSZ  # noqa: E402
-from test_detect import assert_one_line_error, run_tool, run_tools_concurrently  # noqa: E402
-from test_export import PHOTO_STEMS  # noqa: E402
+from conftest import PHOTO_STEMS  # noqa: E402
+from helpers import assert_one_line_error, run_tool, run_tools_concurrently  # noqa: E402
 
 from ghostdet.inference.openvino import cpu_supports_bf16  # noqa: E402
 

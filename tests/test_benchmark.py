@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 import yaml
-from test_eval_tools import _tiny_model_cfg, make_checkpoint, run_tool_in_process, yolo_split  # noqa: F401 (fixture)
+from helpers import make_checkpoint, run_tool_in_process, tiny_model_cfg
 
 from ghostdet.eval.benchmark import benchmark_model, onnxruntime_available
 from ghostdet.utils.timing import compare_latency, measure_latency, set_threads
@@ -43,18 +43,19 @@ def test_set_threads_is_explicit_and_reported():
 
 
 @pytest.mark.slow
-def test_benchmark_tool_writes_markdown_and_json(project_root, yolo_split, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_benchmark_tool_writes_markdown_and_json(project_root, yolo_split, tmp_path, monkeypatch, capsys):
     names = (yolo_split / "classes.txt").read_text().splitlines()
     weights = make_checkpoint(tmp_path / "best.pt", names)
     model_yaml = tmp_path / "tiny_ghost.yaml"
-    model_yaml.write_text(yaml.safe_dump(_tiny_model_cfg()))
+    model_yaml.write_text(yaml.safe_dump(tiny_model_cfg()))
     out = tmp_path / "bench"
     before = torch.get_num_threads()
     try:
         code, stdout, err = run_tool_in_process(
             project_root, "benchmark.py", f"models=[{model_yaml},{weights}]", "imgsz=64", "batch_sizes=[1,2]",
             "warmup=1", "repeats=2", "threads=1", "modes=[eager,fused]", "data=yolo", f"data.root={yolo_split}", "data.cache=false",
-            "eval.workers=0", "eval.batch=4", f"hydra.run.dir={out}", monkeypatch=monkeypatch, capsys=capsys)
+            "eval.workers=0", "eval.batch=4", "eval.conf=0", "eval.max_det=50", f"hydra.run.dir={out}",
+            monkeypatch=monkeypatch, capsys=capsys)
     finally:
         torch.set_num_threads(before)
     assert code == 0, err[-2000:]
@@ -71,7 +72,25 @@ def test_benchmark_tool_writes_markdown_and_json(project_root, yolo_split, tmp_p
             assert set(row["latency"][mode]) == {"1", "2"}  # batch 1 and batch N
             assert row["latency"][mode]["2"]["per_image"] == pytest.approx(row["latency"][mode]["2"]["median"] / 2)
     assert config_row["metrics"] is None  # random weights: no mAP for a config
-    assert 0.0 <= ckpt_row["metrics"]["AP"] <= 1.0 and set(ckpt_row["speed"]) == {"preprocess", "inference", "postprocess"}
+    assert set(ckpt_row["speed"]) == {"preprocess", "inference", "postprocess"}
+    # the benchmark's mAP is the evaluation's: the same checkpoint, data and settings through ghostdet.eval directly
+    # (conf 0 so that this random-weight model has detections to score at all)
+    from omegaconf import OmegaConf
+
+    from ghostdet.data import build_dataloader, build_dataset
+    from ghostdet.eval import evaluate_model
+    from ghostdet.utils.checkpoint import build_model_from_checkpoint
+
+    data_cfg = OmegaConf.load(project_root / "configs" / "data" / "yolo.yaml")
+    data_cfg.root, data_cfg.cache = str(yolo_split), False
+    dataset = build_dataset(data_cfg, split="val", imgsz=64, augment=False)
+    model, _ = build_model_from_checkpoint(weights)
+    expected = evaluate_model(model.eval(), build_dataloader(dataset, batch_size=4, workers=0, shuffle=False),
+                              dataset.coco_gt(), dataset.category_ids, names=dataset.names, conf=0.0, max_det=50,
+                              progress=False).metrics
+    assert expected["AP50"] > 0
+    assert ckpt_row["metrics"]["AP"] == pytest.approx(expected["AP"], abs=1e-9)
+    assert ckpt_row["metrics"]["AP50"] == pytest.approx(expected["AP50"], abs=1e-9)
 
     markdown = (out / "benchmark.md").read_text()
     table = [line for line in markdown.split("\n\n")[0].splitlines() if line.startswith("|")]
@@ -91,7 +110,7 @@ def test_benchmark_model_in_onnxruntime_uses_the_exported_deploy_graph():
     from ghostdet.models import build_model
     from omegaconf import OmegaConf
 
-    model = build_model(OmegaConf.create(_tiny_model_cfg()), num_classes=3)
+    model = build_model(OmegaConf.create(tiny_model_cfg()), num_classes=3)
     res = benchmark_model(model, imgsz=64, batch_sizes=[2], modes=["onnxruntime"], warmup=0, repeats=1, threads=1)
     stats = res["latency"]["onnxruntime"][2]
     assert stats["repeats"] == 1 and stats["per_image"] == pytest.approx(stats["median"] / 2)

@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -14,6 +12,7 @@ import pytest
 import torch
 
 from conftest import IMGSZ, TRAIN_STEMS, yolo_boxes
+from helpers import assert_one_line_error, run_tool, run_tools_concurrently
 from ghostdet.data.image_io import read_image
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -24,31 +23,6 @@ def detector(trained_checkpoint):
     from ghostdet import Detector
 
     return Detector.from_checkpoint(trained_checkpoint, conf=0.1)
-
-
-def run_tool(tool: str, *args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "tools" / tool), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
-
-def run_tools_concurrently(calls: list[tuple], cwd: Path) -> list[subprocess.CompletedProcess]:
-    """Run several ``(tool, *args)`` invocations at once (each is mostly interpreter start-up and imports)."""
-    procs = [subprocess.Popen([sys.executable, str(PROJECT_ROOT / "tools" / tool), *map(str, args)], cwd=cwd,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tool, *args in calls]
-    done = []
-    for call, proc in zip(calls, procs):
-        stdout, stderr = proc.communicate(timeout=300)
-        done.append(subprocess.CompletedProcess(call, proc.returncode, stdout, stderr))
-    return done
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # ---------------------------------------------------------------------------------------------- Python API

@@ -273,3 +273,17 @@ def test_detector_refuses_input_sizes_off_the_stride_like_the_trainer(imgsz, hin
     with pytest.raises(ConfigError, match=re.escape(hint)):
         export_onnx(model, "/nonexistent/never-written.onnx", imgsz=imgsz)
     assert Detector.from_model(model, imgsz=(96, 128)).imgsz == (96, 128)
+
+
+def test_memory_format_policy_lives_in_the_model():
+    # one policy (GhostYOLO.use_channels_last): the trainer and the PyTorch Detector only call it
+    model = small_detector()
+    seen = []
+    first_conv = next(m for m in model.backbone.modules() if isinstance(m, nn.Conv2d))
+    first_conv.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.rand(2, 3, 64, 64)
+    model.train()(x)
+    model.eval()(x)  # CPU inference: NHWC without being asked
+    model.use_channels_last().train()(x)
+    assert seen == [False, True, True]
+    assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)

@@ -2,36 +2,17 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from conftest import YOLO_SPLIT_IMAGES
 from ghostdet.eval import COCOEvaluator, evaluate_model
+from helpers import make_checkpoint, run_tool, run_tool_in_process
 
-NUM_IMAGES = 8
-
-
-@pytest.fixture(scope="module")
-def yolo_split(coco128, tmp_path_factory) -> Path:
-    """A YOLO-format folder (images/val, labels/val, classes.txt) with the first coco128 images, one a background image."""
-    root = tmp_path_factory.mktemp("yolo_split")
-    (root / "images" / "val").mkdir(parents=True)
-    (root / "labels" / "val").mkdir(parents=True)
-    stems = sorted(p.stem for p in (coco128 / "images" / "train2017").glob("*.jpg"))[:NUM_IMAGES - 1] + ["000000000250"]
-    for stem in stems:
-        os.symlink(coco128 / "images" / "train2017" / f"{stem}.jpg", root / "images" / "val" / f"{stem}.jpg")
-        label = coco128 / "labels" / "train2017" / f"{stem}.txt"
-        if label.exists():  # 000000000250 is a background image: no label file
-            shutil.copy(label, root / "labels" / "val" / label.name)
-    shutil.copy(coco128 / "classes.txt", root / "classes.txt")
-    return root
 
 
 def _yolo_data_cfg(root: Path):
@@ -67,60 +48,15 @@ def test_yolo_split_evaluated_through_builder_and_loader(yolo_split):
     dataset = build_dataset(_yolo_data_cfg(yolo_split), split="val", imgsz=160, augment=False)
     assert dataset.category_ids is None  # YOLO data: the in-memory GT's category id is the class index
     coco_gt = dataset.coco_gt()
-    assert len(coco_gt.getImgIds()) == NUM_IMAGES
+    assert len(coco_gt.getImgIds()) == YOLO_SPLIT_IMAGES
     loader = build_dataloader(dataset, batch_size=3, workers=0, shuffle=False)
     model = _OracleDetector(loader, num_classes=dataset.num_classes)
     result = evaluate_model(model, loader, coco_gt, dataset.category_ids, names=dataset.names, progress=False)
     assert result.metrics["AP"] == pytest.approx(1.0, abs=1e-6)
-    assert result.num_images == NUM_IMAGES
+    assert result.num_images == YOLO_SPLIT_IMAGES
     assert {d["image_id"] for d in result.detections} <= set(coco_gt.getImgIds())
     # the same detections from a json file give the same numbers
     assert COCOEvaluator(coco_gt).evaluate(result.detections)["AP"] == result.metrics["AP"]
-
-
-def _tiny_model_cfg() -> dict:
-    """configs/model/ghost_yolo.yaml at GhostNet width 0.25 and a 32-channel neck: the real detector, CPU-test sized."""
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "model" / "ghost_yolo.yaml")
-    cfg.backbone.width = 0.25
-    cfg.neck_channels = 32
-    return OmegaConf.to_container(cfg)
-
-
-def make_checkpoint(path: Path, names: list[str], imgsz: int = 64, data_cfg=None) -> Path:
-    from ghostdet.models import build_model
-
-    from ghostdet.utils.checkpoint import save_checkpoint
-
-    cfg = _tiny_model_cfg()
-    torch.manual_seed(0)
-    model = build_model(OmegaConf.create(cfg), num_classes=len(names))
-    return save_checkpoint({"model": model.state_dict(), "ema": None, "epoch": 1,
-                            "config": {"model": cfg, "imgsz": imgsz, "data": data_cfg}, "names": names, "category_ids": None,
-                            "metrics": {}, "ghostdet_version": "test"}, path)
-
-
-def run_tool(project_root: Path, tool: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The tool as a user runs it: a fresh process from the project root."""
-    return subprocess.run([sys.executable, str(project_root / "tools" / tool), *args], cwd=project_root,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def run_tool_in_process(project_root: Path, tool: str, *args: str, monkeypatch, capsys) -> tuple[int, str, str]:
-    """The tool's Hydra main called in this process (no interpreter start-up): (exit code, stdout, stderr)."""
-    import importlib.util
-
-    monkeypatch.chdir(project_root)
-    monkeypatch.syspath_prepend(str(project_root / "tools"))
-    monkeypatch.setattr(sys, "argv", [str(project_root / "tools" / tool), *args])
-    # named __main__ so Hydra resolves config_path from the file, as when run as a script (whose last line calls main)
-    spec = importlib.util.spec_from_file_location("__main__", project_root / "tools" / tool)
-    code = 0
-    try:
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.slow
@@ -131,20 +67,20 @@ def test_eval_tool_on_a_checkpoint_writes_outputs(project_root, yolo_split, tmp_
     out = tmp_path / "eval_run"
     # no data= and no imgsz=: the checkpoint's training data (val split) and size are used.
     # conf=0: a random-weight model scores below the usual 0.001; every candidate must flow through
-    proc = run_tool(project_root, "eval.py", f"weights={weights}", "batch=4", "workers=0", "conf=0", "max_det=20",
-                    "progress=false", f"hydra.run.dir={out}")
+    proc = run_tool("eval.py", f"weights={weights}", "batch=4", "workers=0", "conf=0", "max_det=20",
+                    "progress=false", f"hydra.run.dir={out}", cwd=project_root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in proc.stdout
     assert "AP50-95" in proc.stdout and "Speed:" in proc.stdout and "ms inference" in proc.stdout
 
     detections = json.loads((out / "detections.json").read_text())
-    assert 0 < len(detections) <= NUM_IMAGES * 20
+    assert 0 < len(detections) <= YOLO_SPLIT_IMAGES * 20
     d = detections[0]
     assert set(d) == {"image_id", "category_id", "bbox", "score"} and 0 <= d["category_id"] < 80
     assert len(d["bbox"]) == 4 and d["bbox"][2] >= 0 and d["bbox"][3] >= 0
     summary = json.loads((out / "metrics.json").read_text())
     assert set(summary["speed_ms_per_image"]) == {"preprocess", "inference", "postprocess"}
-    assert summary["num_images"] == NUM_IMAGES and summary["settings"]["imgsz"] == 64
+    assert summary["num_images"] == YOLO_SPLIT_IMAGES and summary["settings"]["imgsz"] == 64
     assert 0.0 <= summary["metrics"]["AP"] <= 1.0 and "per_class" in summary["metrics"]
     assert (out / "pr_curve.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import IMGSZ, TRAIN_STEMS
-from test_detect import assert_one_line_error, run_tool, run_tools_concurrently
-
-PHOTO_STEMS = TRAIN_STEMS + ["000000000086"]  # + the grayscale one
+from conftest import IMGSZ, PHOTO_STEMS
+from helpers import assert_one_line_error, run_tool, run_tools_concurrently
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from conftest import IMGSZ
-from test_detect import run_tool, run_tools_concurrently
-from test_export import PHOTO_STEMS
+from conftest import PHOTO_STEMS
+from helpers import run_tool, run_tools_concurrently
 
 CONF, IOU, MAX_DET = 0.01, 0.45, 10
 pytestmark = pytest.mark.usefixtures("one_thread")  # small forward passes: faster on one thread on a shared CPU
@@ -180,7 +180,7 @@ def test_verification_of_an_nms_graph_fails_on_a_model_that_disagrees(nms_onnx, 
 
 
 def test_nms_options_are_checked_before_exporting(trained_checkpoint, tmp_path):
-    from test_detect import assert_one_line_error
+    from helpers import assert_one_line_error
 
     from ghostdet.export.nms import check_nms_settings
     from ghostdet.utils.errors import ConfigError

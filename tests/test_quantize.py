@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_detect import PROJECT_ROOT, assert_one_line_error, run_tools_concurrently
+from helpers import ROOT as PROJECT_ROOT, assert_one_line_error, run_tools_concurrently
 
 pytestmark = pytest.mark.slow
 

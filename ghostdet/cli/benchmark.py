@@ -61,7 +61,7 @@ def hydra_main(cfg: DictConfig) -> None:
     from ghostdet.eval import evaluate_model
     from ghostdet.eval.benchmark import benchmark_model, benchmark_rows, environment, mode_rows
     from ghostdet.export.quantize import ValSplit, calibration_images, evaluate_runtime
-    from ghostdet.eval.report import markdown_table, text_table
+    from ghostdet.utils.tables import markdown_table, text_table
     from ghostdet.utils.timing import set_threads
 
     start_tool(cfg.get("plugins"))

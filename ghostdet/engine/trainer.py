@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -22,7 +21,7 @@ from ghostdet.engine import distributed as dist_utils
 from ghostdet.engine.amp import mixed_precision
 from ghostdet.engine.ema import ModelEMA
 from ghostdet.engine.optim import WarmupDecayLR, build_optimizer, check_optimizer_name, check_schedule_name
-from ghostdet.engine.resume import (RESUME_OVERRIDABLE, is_no_resume, load_resume, restore_training_state,
+from ghostdet.engine.resume import (is_no_resume, load_resume, restore_training_state,
                                     shared_run_dir)
 from ghostdet.engine.run_log import LOSS_KEYS, RunLogger
 from ghostdet.engine.seeding import rng_state, seed_everything
@@ -144,7 +143,7 @@ class Trainer:
         # forward (ghost_yolo, batch 16 at 320: 1.5x faster forward+backward; benchmarks/profile_train_epoch.py)
         self.channels_last = bool(cfg.get("channels_last", True))
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.use_channels_last()
         if self.distributed and cfg.get("sync_bn", False):
             if self.device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -293,9 +292,7 @@ class Trainer:
 
     def _to_device(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, targets, _metas, ignore = batch
-        images = images.to(self.device, non_blocking=True)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.to(self.device, non_blocking=True)  # the model makes them NHWC (GhostYOLO.use_channels_last)
         # crowd regions (ignore): no background loss there
         return images, targets.to(self.device), ignore.to(self.device)
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ghostdet.utils.tables import markdown_table, text_table  # noqa: F401 (tools/benchmark.py takes them from here)
+from ghostdet.utils.tables import text_table
 
 # The order of COCOeval.stats (bbox): see pycocotools.cocoeval.COCOeval.summarize.
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")

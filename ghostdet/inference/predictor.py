@@ -73,13 +73,12 @@ class TorchBackend:
     def __init__(self, model: torch.nn.Module, device: torch.device, channels_last: bool = False):
         # channels_last: oneDNN's NHWC kernels run these 1x1/depthwise-heavy models faster on CPU
         # (benchmarks/bench_vs_yolov8n_ghost.py: ghost_yolo 158 -> 136 ms at 640, 2 threads)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.to(memory_format=self.memory_format) if channels_last else model
+        self.model = model.use_channels_last() if channels_last and hasattr(model, "use_channels_last") else model
         self.device = device
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=self.memory_format)
+        x = torch.from_numpy(batch).to(self.device)  # NHWC, if at all, is the model's choice (use_channels_last)
         boxes, scores = self.model.decode(self.model(x))
         return boxes.float().cpu(), scores.float().cpu()
 

@@ -65,16 +65,25 @@ class GhostYOLO(nn.Module):
         self.neck = GhostPAN(in_channels, neck_channels, neck_depth, neck_expand, fpn_only, head_kernel)
         self.head = YOLOHead(self.neck.out_channels, self.num_classes, self.strides, self.reg_max, head_convs,
                              head_kernel)
+        self.channels_last = False  # see use_channels_last: the one memory-format policy of ghostdet
+
+    def use_channels_last(self, enabled: bool = True) -> "GhostYOLO":
+        """Weights in NHWC and every input converted to NHWC in ``forward``, on any device and in training too
+        (the trainer's ``channels_last`` and the PyTorch ``Detector`` call this). Without it, inputs still run NHWC
+        in CPU inference (see ``forward``). Returns the model."""
+        self.channels_last = bool(enabled)
+        return self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         stride = self.strides[-1]
         if not torch.jit.is_tracing() and (x.shape[-1] % stride or x.shape[-2] % stride):
             check_imgsz(tuple(x.shape[-2:]), stride, "input size (H, W)")  # raises, naming the nearest valid sizes
         exporting = torch.jit.is_tracing() or torch.compiler.is_compiling()
-        if x.device.type == "cpu" and not self.training and not exporting:
+        if not exporting and (self.channels_last or (x.device.type == "cpu" and not self.training)):
             # oneDNN's channels_last kernels are many times faster for the depthwise and 1x1 convs Ghost models
-            # are made of (a 24-channel 3x3 depthwise conv at 320x320: ~0.6 ms vs ~15 ms in NCHW); the convs
-            # keep the input's layout, so converting the input is enough. Same results, any weight layout.
+            # are made of (a 24-channel 3x3 depthwise conv at 320x320: ~0.6 ms vs ~15 ms in NCHW), in backward
+            # too (training forward+backward 1.5x); the convs keep the input's layout, so converting the input is
+            # enough. Same results, any weight layout.
             x = x.contiguous(memory_format=torch.channels_last)
         x = (x - self.mean).div_(self.std)  # in place: one input-sized allocation less
         return self.head(self.neck(self.backbone(x)))
