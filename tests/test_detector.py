@@ -182,6 +182,13 @@ def test_ghost_yolo_budget():
     assert 2 * macs / 1e9 <= 4.0
 
 
+@pytest.mark.parametrize("name,params_m,gflops", [("gghost_yolo", 1.80, 3.72), ("gghost_yolo_lite", 1.60, 2.74)])
+def test_the_readme_model_table_figures(name, params_m, gflops):
+    # the README's model table (80 classes, training form, 640)
+    params, macs = count_params_macs(build_model(compose_model_config(name), num_classes=80), (1, 3, 640, 640))
+    assert round(params / 1e6, 2) == params_m and round(2 * macs / 1e9, 2) == gflops
+
+
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_model_configs_instantiate_and_predict(name):
     reference = compose_model_config(name)
