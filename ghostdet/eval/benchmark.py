@@ -50,15 +50,11 @@ def _decoded(model: torch.nn.Module):
 
 
 def ort_session(path: Path, threads: int):
-    """An ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads (every benchmark uses this)."""
-    import onnxruntime as ort
+    """An ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads: the same set-up as ``Detector``
+    (``inference.predictor.onnx_session``), with the same thread budget as PyTorch, or the comparison is unfair."""
+    from ghostdet.inference.predictor import onnx_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # the same thread budget as PyTorch, or the comparison is unfair
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return onnx_session(path, "cpu", threads)
 
 
 def openvino_ir(model: torch.nn.Module, x: torch.Tensor):

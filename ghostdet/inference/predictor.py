@@ -138,10 +138,11 @@ def onnx_session(path: str | os.PathLike, device: str | torch.device = "cpu", th
             raise ConfigError(f"device {device!r} asked for, but this onnxruntime has no CUDA provider (pip install onnxruntime-gpu) ; use --device cpu")
         index = str(device).split(":")[-1]
         providers = [("CUDAExecutionProvider", {"device_id": int(index) if index.isdigit() else 0}), "CPUExecutionProvider"]
-    options = ort.SessionOptions()
+    options = ort.SessionOptions()  # the one ONNX Runtime set-up: Detector, export checks and benchmarks
     options.log_severity_level = 3  # ORT's own warnings go to stderr unformatted; keep the console clean
+    options.inter_op_num_threads = 1  # sequential execution (ORT's default mode) never uses a second pool
     if threads:
-        options.intra_op_num_threads = int(threads)
+        options.intra_op_num_threads = int(threads)  # the thread budget a benchmark gives every runtime
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...) for bad files
