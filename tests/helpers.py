@@ -150,6 +150,14 @@ def tiny_model_cfg() -> dict:
     return OmegaConf.to_container(cfg)
 
 
+def yolo_data_cfg(root: Path):
+    """configs/data/yolo.yaml pointed at ``root`` (e.g. the ``yolo_split`` fixture), without a scan cache."""
+    cfg = OmegaConf.load(CONFIG_DIR / "data" / "yolo.yaml")
+    cfg.root = str(root)
+    cfg.cache = False
+    return cfg
+
+
 def make_checkpoint(path: Path, names: list[str], imgsz: int = 64, data_cfg=None) -> Path:
     from ghostdet.models import build_model
 

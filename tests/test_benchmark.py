@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 import yaml
-from helpers import make_checkpoint, run_tool_in_process, tiny_model_cfg
+from helpers import make_checkpoint, run_tool_in_process, tiny_model_cfg, yolo_data_cfg
 
 from ghostdet.eval.benchmark import benchmark_model, onnxruntime_available
 from ghostdet.utils.timing import compare_latency, measure_latency, set_threads
@@ -75,15 +75,11 @@ def test_benchmark_tool_writes_markdown_and_json(project_root, yolo_split, tmp_p
     assert set(ckpt_row["speed"]) == {"preprocess", "inference", "postprocess"}
     # the benchmark's mAP is the evaluation's: the same checkpoint, data and settings through ghostdet.eval directly
     # (conf 0 so that this random-weight model has detections to score at all)
-    from omegaconf import OmegaConf
-
     from ghostdet.data import build_dataloader, build_dataset
     from ghostdet.eval import evaluate_model
     from ghostdet.utils.checkpoint import build_model_from_checkpoint
 
-    data_cfg = OmegaConf.load(project_root / "configs" / "data" / "yolo.yaml")
-    data_cfg.root, data_cfg.cache = str(yolo_split), False
-    dataset = build_dataset(data_cfg, split="val", imgsz=64, augment=False)
+    dataset = build_dataset(yolo_data_cfg(yolo_split), split="val", imgsz=64, augment=False)
     model, _ = build_model_from_checkpoint(weights)
     expected = evaluate_model(model.eval(), build_dataloader(dataset, batch_size=4, workers=0, shuffle=False),
                               dataset.coco_gt(), dataset.category_ids, names=dataset.names, conf=0.0, max_det=50,

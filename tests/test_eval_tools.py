@@ -11,15 +11,8 @@ from omegaconf import OmegaConf
 
 from conftest import YOLO_SPLIT_IMAGES
 from ghostdet.eval import COCOEvaluator, evaluate_model
-from helpers import make_checkpoint, run_tool, run_tool_in_process
+from helpers import make_checkpoint, run_tool, run_tool_in_process, yolo_data_cfg
 
-
-
-def _yolo_data_cfg(root: Path):
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "data" / "yolo.yaml")
-    cfg.root = str(root)
-    cfg.cache = False
-    return cfg
 
 
 class _OracleDetector(torch.nn.Module):
@@ -45,7 +38,7 @@ def test_yolo_split_evaluated_through_builder_and_loader(yolo_split):
     """Loader letterbox -> predictions in input pixels -> unletterbox -> COCO results vs the in-memory GT: AP 1."""
     from ghostdet.data import build_dataloader, build_dataset
 
-    dataset = build_dataset(_yolo_data_cfg(yolo_split), split="val", imgsz=160, augment=False)
+    dataset = build_dataset(yolo_data_cfg(yolo_split), split="val", imgsz=160, augment=False)
     assert dataset.category_ids is None  # YOLO data: the in-memory GT's category id is the class index
     coco_gt = dataset.coco_gt()
     assert len(coco_gt.getImgIds()) == YOLO_SPLIT_IMAGES
@@ -62,7 +55,7 @@ def test_yolo_split_evaluated_through_builder_and_loader(yolo_split):
 @pytest.mark.slow
 def test_eval_tool_on_a_checkpoint_writes_outputs(project_root, yolo_split, tmp_path):
     names = (yolo_split / "classes.txt").read_text().splitlines()
-    data_cfg = OmegaConf.to_container(_yolo_data_cfg(yolo_split))
+    data_cfg = OmegaConf.to_container(yolo_data_cfg(yolo_split))
     weights = make_checkpoint(tmp_path / "weights" / "best.pt", names, imgsz=64, data_cfg=data_cfg)
     out = tmp_path / "eval_run"
     # no data= and no imgsz=: the checkpoint's training data (val split) and size are used.

@@ -85,7 +85,8 @@ def export_onnx(
 
     from ghostdet.utils.imgsz import input_hw, max_stride
 
-    h, w = input_hw(imgsz, max_stride(model))
+    stride = max_stride(model)
+    h, w = input_hw(imgsz, stride)
     if half and torch.device(device).type == "cpu":
         log.warning("exporting FP16 on CPU: ONNX Runtime's CPU provider runs FP16 models slowly or not at all; "
                     "use --half for GPU runtimes (CUDA/TensorRT)")
@@ -103,7 +104,6 @@ def export_onnx(
     dummy = torch.zeros(batch, 3, h, w, device=device, dtype=torch.float16 if half else torch.float32)
     dynamic_shapes = None
     if dynamic:
-        stride = 32
         # sides are multiples of the stride: say so, or torch.export specialises on the example size
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024),
                            2: stride * torch.export.Dim("height_32", min=1, max=256),
@@ -137,7 +137,7 @@ def export_onnx(
         "names": list(names) if names is not None else [str(i) for i in range(nc or 0)],
         "category_ids": list(category_ids) if category_ids else None,
         "imgsz": [h, w],
-        "stride": 32,
+        "stride": stride,
         "dynamic": bool(dynamic),
         "half": bool(half),
         "input": f"images: B x 3 x H x W float RGB 0-1, letterboxed (pad {PAD_VALUE})",

@@ -42,12 +42,11 @@ def input_hw(imgsz, stride: int = MAX_STRIDE, what: str = "imgsz") -> tuple[int,
     if isinstance(imgsz, str) or not isinstance(imgsz, Sequence):
         side = int(check_imgsz(int(imgsz), stride, what))
         return side, side
-    else:
-        sides = [int(v) for v in imgsz]
-        if len(sides) == 1:
-            sides *= 2
-        if len(sides) != 2:
-            raise ConfigError(f"{what}={list(imgsz)}: give one size or two (height width)")
+    sides = [int(v) for v in imgsz]
+    if len(sides) == 1:
+        sides *= 2
+    if len(sides) != 2:
+        raise ConfigError(f"{what}={list(imgsz)}: give one size or two (height width)")
     check_imgsz(sides, stride, what)
     return sides[0], sides[1]
 
