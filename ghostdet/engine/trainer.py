@@ -26,6 +26,7 @@ from ghostdet.engine.resume import (is_no_resume, load_resume, restore_training_
 from ghostdet.engine.run_log import LOSS_KEYS, RunLogger
 from ghostdet.engine.seeding import rng_state, seed_everything
 from ghostdet.utils.checkpoint import save_checkpoint
+from ghostdet.utils.cpu_memory import keep_freed_memory
 from ghostdet.utils.device import select_device
 from ghostdet.utils.errors import ConfigError, GhostdetError
 from ghostdet.utils.imgsz import check_imgsz, max_stride
@@ -71,6 +72,8 @@ class Trainer:
         self.resume_path: Path | None = resume.path if resume is not None else None
         self.cfg = cfg
         self.device = select_device(cfg.device, self.local_rank, self.world_size)
+        if self.device.type == "cpu" and cfg.get("reuse_freed_memory", True):
+            keep_freed_memory()  # before the loaders fork their workers (ghostdet/utils/cpu_memory.py)
         self.distributed = dist_utils.init_distributed(self.device)
         self.is_main = dist_utils.is_main_process()
         if self.distributed:

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from ghostdet.models.heads.yolo_head import YOLOHead
-from ghostdet.models.layers import fuse_conv_bn_modules
+from ghostdet.models.layers import fuse_conv_bn_modules, use_channels_last_batchnorm
 from ghostdet.models.necks.ghost_pan import GhostPAN
 from ghostdet.models.postprocess import postprocess
 from ghostdet.models.registry import register_detector
@@ -72,6 +72,7 @@ class GhostYOLO(nn.Module):
         (the trainer's ``channels_last`` and the PyTorch ``Detector`` call this). Without it, inputs still run NHWC
         in CPU inference (see ``forward``). Returns the model."""
         self.channels_last = bool(enabled)
+        use_channels_last_batchnorm(self, enabled)  # torch's NHWC BatchNorm backward is slow at the Ghost widths
         return self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
