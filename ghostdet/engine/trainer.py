@@ -6,6 +6,7 @@ in ``engine/run_log.py``, seeding in ``engine/seeding.py``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ghostdet.engine.resume import (is_no_resume, load_resume, restore_training_
                                     shared_run_dir)
 from ghostdet.engine.run_log import LOSS_KEYS, RunLogger
 from ghostdet.engine.seeding import rng_state, seed_everything
+from ghostdet.models.reparam import deploy_form
 from ghostdet.utils.checkpoint import save_checkpoint
 from ghostdet.utils.cpu_memory import keep_freed_memory
 from ghostdet.utils.device import select_device
@@ -389,8 +391,8 @@ class Trainer:
         val = self.cfg.get("val") or {}
         if self._evaluator is None:  # built once: indexing the ground truth is not free
             self._evaluator = COCOEvaluator(self.val_set.coco_gt())
-        model = self.eval_model()
-        was_training = model.training
+        # a deploy-form copy (re-parameterized, BatchNorm folded): what eval, detect and export run, and faster
+        model = deploy_form(copy.deepcopy(self.eval_model())).use_channels_last(self.channels_last)
         # the epoch line carries the figures; the evaluator's 12-line COCO summary each epoch would drown it
         eval_log = logging.getLogger("ghostdet.eval")
         level = eval_log.level
@@ -402,7 +404,6 @@ class Trainer:
                                     progress=bool(self.cfg.get("progress", True)))
         finally:
             eval_log.setLevel(level)
-        model.train(was_training)
         stats = self.last_eval_stats = result.metrics
         return {
             "mAP50-95": float(stats["AP"]), "mAP50": float(stats["AP50"]), "mAP75": float(stats.get("AP75", float("nan"))),

@@ -35,10 +35,12 @@ def predictions_to_coco(
         boxes = torch.as_tensor(pred["boxes"], dtype=torch.float32).detach().cpu().reshape(-1, 4)
         if not len(boxes):
             continue
-        scores = torch.as_tensor(pred["scores"]).detach().cpu().float().tolist()
+        # rounded as whole tensors (in float64, so 12.345 stays 12.345): per-value round() was 15 % of an
+        # evaluation at conf 0.001
+        scores = torch.as_tensor(pred["scores"]).detach().cpu().double().round(decimals=5).tolist()
         labels = torch.as_tensor(pred["labels"]).detach().cpu().long().tolist()
         boxes = unletterbox_boxes(boxes, meta["ratio"], meta["pad"], tuple(meta["orig_size"]))
-        xywh = box_convert(boxes, "xyxy", "xywh").tolist()
+        xywh = box_convert(boxes, "xyxy", "xywh").double().round(decimals=3).tolist()
         image_id = meta["image_id"]
         image_id = image_id.item() if isinstance(image_id, torch.Tensor) else image_id  # preserved as given
         for box, score, label in zip(xywh, scores, labels):
@@ -54,7 +56,7 @@ def predictions_to_coco(
             results.append({
                 "image_id": image_id,
                 "category_id": category_id,
-                "bbox": [round(v, 3) for v in box],
-                "score": round(score, 5),
+                "bbox": box,
+                "score": score,
             })
     return results

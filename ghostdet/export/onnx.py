@@ -45,12 +45,9 @@ class DecodedOutputs(nn.Module):
 
 def prepare_for_export(model: nn.Module, half: bool = False, device: str | torch.device = "cpu") -> nn.Module:
     """A fused, re-parameterized eval-mode copy of ``model`` (the original is left untouched)."""
-    from ghostdet.models import reparameterize
+    from ghostdet.models import deploy_form
 
-    model = copy.deepcopy(model).to(device).eval()
-    reparameterize(model)
-    if hasattr(model, "fuse"):
-        model.fuse()
+    model = deploy_form(copy.deepcopy(model).to(device))
     for p in model.parameters():
         p.requires_grad_(False)
     return model.half() if half else model.float()

@@ -225,16 +225,12 @@ class Detector:
         ``fuse`` re-parameterizes RepGhost blocks and folds BatchNorm into convs (same outputs, faster).
         ``imgsz`` defaults to the training size stored in the checkpoint.
         """
-        from ghostdet.models import reparameterize
+        from ghostdet.models import deploy_form
         from ghostdet.utils.checkpoint import build_model_from_checkpoint
 
         dev = select_device(device)
         model, meta = build_model_from_checkpoint(path, map_location=dev)
-        if fuse:
-            reparameterize(model)
-            if hasattr(model, "fuse"):
-                model.fuse()
-        model.eval()
+        model = deploy_form(model) if fuse else model.eval()
         return cls(TorchBackend(model, dev, channels_last=True), meta["names"] or _default_names(model), imgsz=imgsz or meta.get("imgsz") or 640,
                    category_ids=meta.get("category_ids"), source=str(path), **kwargs)
 

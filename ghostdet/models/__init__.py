@@ -6,8 +6,8 @@ from ghostdet.models.backbones import GGhostRegNet, GhostNet, GhostNetV2, RepGho
 from ghostdet.models.detector import GhostYOLO
 from ghostdet.models.registry import (build_model, check_spec, import_plugins, list_models, register_backbone, register_detector,
                                       register_head, register_neck, register_variant, to_spec)
-from ghostdet.models.reparam import reparameterize
+from ghostdet.models.reparam import deploy_form, reparameterize
 
-__all__ = ["GhostNet", "RepGhostNet", "GhostNetV2", "GGhostRegNet", "GhostYOLO", "reparameterize", "build_model", "check_spec",
+__all__ = ["GhostNet", "RepGhostNet", "GhostNetV2", "GGhostRegNet", "GhostYOLO", "reparameterize", "deploy_form", "build_model", "check_spec",
            "list_models", "to_spec", "import_plugins", "register_backbone", "register_neck", "register_head",
            "register_detector", "register_variant"]
