@@ -57,3 +57,32 @@ def test_steps_follow_the_accumulation_window_and_start_from_zero_grads(shapes_r
         else:  # inside a window the gradients accumulate
             assert grad > 0.0, f"iteration {i + 1}: gradients were zeroed inside an accumulation window"
     assert all(g > 0.0 for kind, g in events if kind == "step")
+
+
+def _bn_stats(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [t.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+            for t in (m.running_mean, m.running_var)]
+
+
+@pytest.mark.parametrize("mode", ["update", "freeze"])
+def test_close_mosaic_bn_freezes_or_updates_the_statistics_of_the_closed_epochs(shapes_root, tmp_path, mode):
+    trainer = Trainer(compose_train(tiny_overrides(shapes_root, epochs=2, close_mosaic=1, close_mosaic_bn=mode)),
+                      tmp_path / "run")
+    trainer.train_one_epoch(0)  # mosaic on
+    assert not trainer.mosaic_closed
+    before = _bn_stats(trainer.model)
+    weights = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train_one_epoch(1)  # the closed epoch
+    assert trainer.mosaic_closed
+    moved = [not torch.equal(a, b) for a, b in zip(before, _bn_stats(trainer.model))]
+    assert (not any(moved)) if mode == "freeze" else all(moved)
+    assert any(not torch.equal(a, p) for a, p in zip(weights, trainer.model.parameters())), "the weights must train"
+    trainer.train_model.train()
+    assert all(m.training for m in trainer.model.modules()), "model.train() undoes the freeze"
+
+
+def test_close_mosaic_bn_rejects_unknown_modes(shapes_root, tmp_path):
+    from ghostdet.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="close_mosaic_bn=keep: must be update or freeze"):
+        Trainer(compose_train(tiny_overrides(shapes_root, close_mosaic_bn="keep")), tmp_path / "run")

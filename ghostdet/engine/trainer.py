@@ -26,6 +26,7 @@ from ghostdet.engine.resume import (is_no_resume, load_resume, restore_training_
                                     shared_run_dir)
 from ghostdet.engine.run_log import LOSS_KEYS, RunLogger
 from ghostdet.engine.seeding import rng_state, seed_everything
+from ghostdet.models.layers import freeze_batchnorm_stats
 from ghostdet.models.reparam import deploy_form
 from ghostdet.utils.checkpoint import save_checkpoint
 from ghostdet.utils.cpu_memory import keep_freed_memory
@@ -263,6 +264,8 @@ class Trainer:
         """
         self._set_epoch_data(epoch)
         self.train_model.train()
+        if self.mosaic_closed and self.cfg.get("close_mosaic_bn", "update") == "freeze":
+            freeze_batchnorm_stats(self.train_model)
         stats = _EpochStats(torch.zeros(len(LOSS_KEYS), dtype=torch.float64))
         bar, iterator = self._progress_bar(epoch)
         n = len(self.train_loader)
@@ -483,6 +486,8 @@ def _check_config(cfg: DictConfig) -> None:
     check_imgsz(int(cfg.imgsz), max_stride(strides=cfg.model.get("strides")))
     check_optimizer_name(cfg.optimizer.name)
     check_schedule_name(str(cfg.schedule.name))
+    if cfg.get("close_mosaic_bn", "update") not in ("update", "freeze"):
+        raise ConfigError(f"close_mosaic_bn={cfg.close_mosaic_bn}: must be update or freeze")
 
 
 def _items(items: dict) -> dict:

@@ -204,3 +204,12 @@ def use_channels_last_batchnorm(model: nn.Module, enabled: bool = True) -> nn.Mo
         if type(module) is src:
             module.__class__ = dst
     return model
+
+
+def freeze_batchnorm_stats(model: nn.Module) -> nn.Module:
+    """Put every BatchNorm layer of ``model`` in eval mode: it normalizes with its running statistics and stops
+    updating them, while its affine weights still train. Call after ``model.train()`` (which undoes it)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    return model
