@@ -191,3 +191,17 @@ def test_run_logger_csv_plots_events_and_resume_cut(tmp_path, monkeypatch):
     # a run resumed from epoch 2 forgets row 3 (written after that checkpoint)
     RunLogger(tmp_path, resume_epoch=2, tensorboard=False).close()
     assert [line.split(",")[0] for line in (tmp_path / "results.csv").read_text().splitlines()] == ["epoch", "1", "2"]
+
+
+def test_run_logger_draws_the_plots_every_plot_every_epochs_and_at_close(tmp_path, monkeypatch):
+    figures = capture_figures(monkeypatch)
+    logger = RunLogger(tmp_path, tensorboard=False, plot_every=2)
+    drawn = []
+    for epoch in (1, 2, 3):
+        logger.log_epoch(epoch, {"box": 1.0, "cls": 2.0, "dfl": 0.5}, 1e-3, {"mAP50": 0.5, "mAP50-95": 0.3}, 1.0)
+        drawn.append(len(figures))
+    logger.close()
+    assert drawn == [0, 2, 2] and len(figures) == 4  # epoch 2 (2 figures), then close() for epoch 3
+    assert len(figures[-2].axes[0].lines[0].get_xdata()) == 3
+    logger.close()
+    assert len(figures) == 4  # nothing new to draw

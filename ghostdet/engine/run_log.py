@@ -21,17 +21,21 @@ def _fmt(v) -> str:
 
 class RunLogger:
     """Rank-0 writer of per-epoch results. ``log_epoch`` appends one CSV row (mAP cells are empty on epochs
-    without evaluation), refreshes the plots and the TensorBoard scalars.
+    without evaluation) and the TensorBoard scalars, and refreshes the plots every ``plot_every`` epochs;
+    ``close`` draws them for the last epoch (drawing both figures costs ~0.3 s: 2 % of a small-data CPU epoch).
 
     On resume the CSV is cut back to the epochs the checkpoint has, so a run interrupted after writing
     its CSV row but before its checkpoint never shows an epoch twice.
     """
 
-    def __init__(self, run_dir: str | Path, resume_epoch: int | None = None, tensorboard: bool = True, plots: bool = True):
+    def __init__(self, run_dir: str | Path, resume_epoch: int | None = None, tensorboard: bool = True, plots: bool = True,
+                 plot_every: int = 10):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.run_dir / "results.csv"
         self.plots = plots
+        self.plot_every = max(int(plot_every), 1)
+        self._plotted_rows = 0
         self.rows: list[dict] = []
         if resume_epoch is not None and self.csv_path.is_file():
             with open(self.csv_path, newline="") as f:
@@ -72,11 +76,12 @@ class RunLogger:
                 if metrics.get(k) is not None:
                     self.tb.add_scalar(f"val/{k}", float(metrics[k]), epoch)
             self.tb.flush()
-        if self.plots:
+        if self.plots and epoch % self.plot_every == 0:
             self.plot()
 
     def plot(self) -> None:
         """``losses.png`` (training losses per epoch) and ``mAP.png`` (validation mAP per evaluated epoch)."""
+        self._plotted_rows = len(self.rows)
         if not self.rows:
             return
         import matplotlib
@@ -118,6 +123,8 @@ class RunLogger:
         plt.close(fig)
 
     def close(self) -> None:
+        if self.plots and self._plotted_rows != len(self.rows):
+            self.plot()
         if self.tb is not None:
             self.tb.close()
 

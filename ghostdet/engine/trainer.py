@@ -218,7 +218,7 @@ class Trainer:
                 if (epoch + 1) % interval == 0 or epoch + 1 == self.epochs:
                     metrics = self.evaluate() if self.is_main else None
                 if self.is_main:
-                    self._end_epoch(epoch, losses, metrics, time.time() - epoch_t0)
+                    self._end_epoch(epoch, losses, metrics, epoch_t0)
                 dist_utils.barrier()
         except KeyboardInterrupt:
             if self.is_main and self._in_epoch:
@@ -438,7 +438,9 @@ class Trainer:
     def save(self, path: Path, epoch_done: int, interrupted: bool = False) -> Path:
         return save_checkpoint(self.checkpoint(epoch_done, interrupted), path)
 
-    def _end_epoch(self, epoch: int, losses: dict, metrics: dict | None, seconds: float) -> None:
+    def _end_epoch(self, epoch: int, losses: dict, metrics: dict | None, epoch_t0: float) -> None:
+        """Best/last bookkeeping, checkpoints, the results row and the log line. The epoch's time counts the
+        checkpoint writes too (as ultralytics' does), so the two tools' epoch times compare like for like."""
         done = epoch + 1
         if metrics is not None:
             self.last_metrics = {**metrics, "epoch": done}  # a checkpoint's "metrics" say which epoch they are from
@@ -451,6 +453,7 @@ class Trainer:
         self.epochs_done, self._in_epoch = done, False
         if improved:  # best.pt: the best *evaluated* weights only (its best_metrics["epoch"] == its "epoch")
             save_checkpoint(ckpt, self.weights_dir / "best.pt")
+        seconds = time.time() - epoch_t0
         self.logger.log_epoch(done, losses, self.optimizer.param_groups[0]["lr"], metrics, seconds)
         msg = f"epoch {done}/{self.epochs}: " + " ".join(f"{k} {v:.4f}" for k, v in losses.items())
         if metrics is not None:
