@@ -12,6 +12,7 @@ import torch
 from helpers import compose_train, tiny_overrides
 
 from ghostdet.engine import Trainer
+from ghostdet.utils.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,5 @@ def test_close_mosaic_bn_freezes_or_updates_the_statistics_of_the_closed_epochs(
 
 
 def test_close_mosaic_bn_rejects_unknown_modes(shapes_root, tmp_path):
-    from ghostdet.utils.errors import ConfigError
-
     with pytest.raises(ConfigError, match="close_mosaic_bn=keep: must be update or freeze"):
         Trainer(compose_train(tiny_overrides(shapes_root, close_mosaic_bn="keep")), tmp_path / "run")

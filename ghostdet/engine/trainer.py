@@ -264,7 +264,7 @@ class Trainer:
         """
         self._set_epoch_data(epoch)
         self.train_model.train()
-        if self.mosaic_closed and self.cfg.get("close_mosaic_bn", "freeze") == "freeze":
+        if self.mosaic_closed and _close_mosaic_bn(self.cfg) == "freeze":
             freeze_batchnorm_stats(self.train_model)
         stats = _EpochStats(torch.zeros(len(LOSS_KEYS), dtype=torch.float64))
         bar, iterator = self._progress_bar(epoch)
@@ -489,8 +489,13 @@ def _check_config(cfg: DictConfig) -> None:
     check_imgsz(int(cfg.imgsz), max_stride(strides=cfg.model.get("strides")))
     check_optimizer_name(cfg.optimizer.name)
     check_schedule_name(str(cfg.schedule.name))
-    if cfg.get("close_mosaic_bn", "freeze") not in ("update", "freeze"):
+    if _close_mosaic_bn(cfg) not in ("update", "freeze"):
         raise ConfigError(f"close_mosaic_bn={cfg.close_mosaic_bn}: must be update or freeze")
+
+
+def _close_mosaic_bn(cfg: DictConfig) -> str:
+    """BatchNorm statistics in the close-mosaic epochs; ``freeze`` also for configs saved before the key existed."""
+    return cfg.get("close_mosaic_bn", "freeze")
 
 
 def _items(items: dict) -> dict:
