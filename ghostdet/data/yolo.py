@@ -1,4 +1,9 @@
-"""YOLO txt: ``images/<split>/`` + ``labels/<split>/*.txt`` (``cls cx cy w h`` normalised), names from data.yaml."""
+"""YOLO txt: ``images/<split>/`` + ``labels/<split>/*.txt`` (``cls cx cy w h`` normalised), names from data.yaml.
+
+A split is one or more image folders and/or ``.txt`` image lists (ultralytics' ``train:``/``val:`` forms); each
+image's labels sit where the last ``images`` folder of its path becomes ``labels``. ``data_yaml.py`` turns an
+ultralytics/Roboflow dataset file into this config (``data=my_data.yaml``).
+"""
 from __future__ import annotations
 
 import logging
@@ -9,7 +14,7 @@ import yaml
 
 from ghostdet.data.image_io import IMAGE_SUFFIXES
 from ghostdet.data.scan import (ImageRecord, ScanReport, clean_boxes, files_fingerprint, finish_report, load_cache,
-                                probe_images, resolve_root, save_cache, split_path)
+                                probe_images, resolve_root, save_cache)
 from ghostdet.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -39,21 +44,96 @@ def read_data_yaml(cfg: dict, root: Path) -> tuple[dict, Path]:
     return data, yaml_file
 
 
-def yolo_split_folder(cfg: dict, root: Path, split: str, data_yaml: dict, yaml_file: Path) -> str:
-    """``data.<split>``, else the data.yaml's ``<split>:`` folder, else ``images/<split>`` (relative to data.root)."""
-    if cfg.get(split):
-        return str(cfg[split])
-    value = data_yaml.get(split)
-    if value is None:
-        return f"images/{split}"
-    if not isinstance(value, str) or value.endswith(".txt"):
-        raise ConfigError(f"{yaml_file}: '{split}:' must be one image folder here (lists and .txt image lists "
-                          f"are not supported); set data.{split}=FOLDER")
-    return value  # relative to data.root (the yaml's own `path:` is ignored: data.root says where the set is)
+def resolve_entry(entry: str, base: Path) -> Path:
+    """One ``train:``/``val:`` entry (a folder or a ``.txt`` list) as a path: absolute as written, else under
+    ``base``. A ``../x`` that is not there while ``base/x`` is becomes ``base/x``: Roboflow writes
+    ``train: ../train/images`` beside ``train/``, and ultralytics reads it that way too."""
+    path = Path(entry).expanduser()
+    if path.is_absolute():
+        return path.resolve()
+    found = (base / path).resolve()
+    if not found.exists() and entry.replace("\\", "/").startswith("../") and (base / entry[3:]).exists():
+        return (base / entry[3:]).resolve()
+    return found
+
+
+def split_entries(cfg: dict, split: str, data_yaml: dict, yaml_file: Path) -> tuple[list[str], str]:
+    """The entries of a split (folders and/or .txt image lists, relative to data.root) and where they came from:
+    ``data.<split>``, else the data.yaml's ``<split>:``, else ``images/<split>``."""
+    value, source = cfg.get(split), f"data.{split}"
+    if value in (None, "", []):
+        value, source = data_yaml.get(split), f"{yaml_file}: {split}:"
+    if value in (None, "", []):
+        value, source = f"images/{split}", f"data.{split}"
+    entries = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not entries or not all(isinstance(e, str) and e.strip() for e in entries):
+        raise ConfigError(f"{source} must be an image folder, a .txt list of images, or a list of those; got {value!r}")
+    return [e.strip() for e in entries], source
+
+
+def label_file_for(image_file: str) -> str:
+    """ultralytics' rule for a listed image: the last ``images`` folder of its path becomes ``labels``."""
+    path = Path(image_file)
+    return str((labels_dir_for(path.parent) / path.name).with_suffix(".txt"))
+
+
+def _read_image_list(txt: Path, root: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Images named in a .txt list (one path a line; ``./x`` and other relative paths from the list's folder,
+    else from data.root, as ultralytics and Darknet lists are written) and the ``(file, where)`` of missing ones."""
+    try:
+        lines = txt.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read the image list {txt} ({e})") from None
+    files, missing = [], []
+    for line_no, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        path = Path(line).expanduser()
+        if not path.is_absolute():
+            path = txt.parent / path if (txt.parent / path).exists() or not (root / path).exists() else root / path
+        path = path.resolve()
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            missing.append((str(path), f"{txt}:{line_no}: not an image suffix ({path.suffix or 'none'})"))
+        elif not path.is_file():
+            missing.append((str(path), f"{txt}:{line_no}: listed image not found"))
+        else:
+            files.append(str(path))
+    return files, missing
+
+
+def _gather_images(entries: list[Path], root: Path):
+    """Image and label files of a split's entries, the listed-but-missing images and the folders (for orphans)."""
+    images, missing, folders = {}, [], []
+    for entry in entries:
+        if entry.is_dir():
+            labels_dir = labels_dir_for(entry)
+            folders.append((entry, labels_dir))
+            for p in sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+                images.setdefault(str(p), str((labels_dir / p.relative_to(entry)).with_suffix(".txt")))
+        else:
+            files, gone = _read_image_list(entry, root)
+            missing += gone
+            for f in files:
+                images.setdefault(f, label_file_for(f))
+    image_files = sorted(images)
+    return image_files, [images[f] for f in image_files], missing, folders
+
+
+def _cache_file(entries: list[Path], root: Path, split: str) -> Path:
+    if len(entries) == 1 and entries[0].is_dir():
+        labels_dir = labels_dir_for(entries[0])
+        if labels_dir != entries[0]:
+            return labels_dir.parent / f"{labels_dir.name}.ghostdet.cache"
+        return entries[0] / f"{split}.ghostdet.cache"
+    if len(entries) == 1:
+        return entries[0].with_name(f"{entries[0].stem}.ghostdet.cache")
+    return root / f"{split}.ghostdet.cache"
 
 
 def yolo_names(cfg: dict, root: Path, data_yaml: dict | None = None, yaml_file: Path | None = None) -> list[str]:
-    """Class names: ``data.names`` (list or {index: name}), else ROOT/data.yaml ``names``, else ROOT/classes.txt."""
+    """Class names: ``data.names`` (list or {index: name}), else ROOT/data.yaml ``names`` (or ``nc`` alone:
+    ``class0``, ``class1``, ... as ultralytics does), else ROOT/classes.txt."""
     names = cfg.get("names")
     source = "data.names"
     if not names:
@@ -61,6 +141,10 @@ def yolo_names(cfg: dict, root: Path, data_yaml: dict | None = None, yaml_file: 
             data_yaml, yaml_file = read_data_yaml(cfg, root)
         if data_yaml.get("names"):
             names, source = data_yaml["names"], str(yaml_file)
+        elif isinstance(data_yaml.get("nc"), int) and not isinstance(data_yaml["nc"], bool) and data_yaml["nc"] > 0:
+            names, source = [f"class{i}" for i in range(data_yaml["nc"])], str(yaml_file)
+            log.warning("%s has nc: %d but no names: classes are called class0..class%d", yaml_file, data_yaml["nc"],
+                        data_yaml["nc"] - 1)
         elif (root / "classes.txt").is_file():
             names = [n.strip() for n in (root / "classes.txt").read_text(encoding="utf-8").splitlines() if n.strip()]
             source = str(root / "classes.txt")
@@ -81,27 +165,34 @@ def yolo_names(cfg: dict, root: Path, data_yaml: dict | None = None, yaml_file: 
 
 
 def scan_yolo(cfg: dict, split: str, use_cache: bool = True):
-    """Scan a YOLO-txt split: ``(records, report, names, None)``."""
+    """Scan a YOLO-txt split (image folders and/or .txt image lists): ``(records, report, names, None)``."""
     layout = f"{cfg.get(split) or f'images/{split}'}/*.jpg and the matching labels/*.txt (one 'cls cx cy w h' line per box)"
     root = resolve_root(cfg, layout)
     data_yaml, yaml_file = read_data_yaml(cfg, root)
-    cfg = dict(cfg, **{split: yolo_split_folder(cfg, root, split, data_yaml, yaml_file)})
-    layout = f"{cfg[split]}/*.jpg and the matching labels/*.txt (one 'cls cx cy w h' line per box)"
-    images_dir = split_path(cfg, root, split, layout)
-    labels_dir = labels_dir_for(images_dir)
+    raw_entries, source = split_entries(cfg, split, data_yaml, yaml_file)
+    entries = []
+    for raw in raw_entries:
+        path = resolve_entry(raw, root)
+        if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".txt")):
+            what = "image list" if raw.lower().endswith(".txt") else "folder"
+            raise DataError(f"{what} {path} not found ({source} {raw}): expected an image folder (labels in the "
+                            f"matching labels/ folder) or a .txt list of images under data.root={root}; "
+                            f"set data.{split}=...")
+        entries.append(path)
     names = yolo_names(cfg, root, data_yaml, yaml_file)
-    image_files = sorted(str(p) for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    label_files = [str((labels_dir / Path(f).relative_to(images_dir)).with_suffix(".txt")) for f in image_files]
-    fingerprint = files_fingerprint(image_files + label_files, {"split": split, "names": names})
-    if labels_dir != images_dir:
-        cache_file = labels_dir.parent / f"{labels_dir.name}.ghostdet.cache"
-    else:
-        cache_file = images_dir / f"{split}.ghostdet.cache"
+    image_files, label_files, missing, folders = _gather_images(entries, root)
+    extra = [str(e) for e in entries if e.is_file()]  # an edited list rescans
+    fingerprint = files_fingerprint(image_files + label_files + extra, {"split": split, "names": names,
+                                                                        "missing": missing})
+    cache_file = _cache_file(entries, root, split)
     if use_cache and (hit := load_cache(cache_file, fingerprint)) is not None:
+        _check_classes(cfg, hit[1], names)
         return hit[0], hit[1], names, None
 
-    report = ScanReport(split, str(images_dir))
-    report.images_found = len(image_files)
+    report = ScanReport(split, str(entries[0]) if len(entries) == 1 else f"{root} ({', '.join(raw_entries)})")
+    report.images_found = len(image_files) + len(missing)
+    for file, where in missing:
+        report.skip_image(file, "missing", where)
     image_ids = _yolo_image_ids(image_files)
     records = []
     for file, label_file, image_id, probe in zip(image_files, label_files, image_ids, probe_images(image_files)):
@@ -110,14 +201,30 @@ def scan_yolo(cfg: dict, split: str, use_cache: bool = True):
             continue
         boxes, labels = _read_yolo_labels(label_file, probe.width, probe.height, len(names), report)
         records.append(ImageRecord(file, image_id, probe.height, probe.width, boxes, labels))
-    orphans = sorted(set(map(str, labels_dir.rglob("*.txt"))) - set(label_files)) if labels_dir.is_dir() else []
-    for orphan in orphans:  # usually a naming mismatch between images and labels
-        report.problems.append(f"{orphan}: label file without an image in {images_dir}; ignored")
-    report.orphan_labels = len(orphans)
+    known = set(label_files)
+    for images_dir, labels_dir in folders:  # (folders only: a list's label folder may hold other splits' labels)
+        orphans = sorted(set(map(str, labels_dir.rglob("*.txt"))) - known) if labels_dir.is_dir() else []
+        for orphan in orphans:  # usually a naming mismatch between images and labels
+            report.problems.append(f"{orphan}: label file without an image in {images_dir}; ignored")
+        report.orphan_labels += len(orphans)
     finish_report(records, report)
+    _check_classes(cfg, report, names)
     if use_cache and records:
         save_cache(cache_file, fingerprint, records, report)
     return records, report, names, None
+
+
+def _check_classes(cfg: dict, report: ScanReport, names: list[str]) -> None:
+    """With ``data.strict_names`` (set for ``data=FILE.yaml``), labels using a class the names do not cover are a
+    wrong names list, not a few faulty lines: one error naming the dataset file, before any training."""
+    count = report.boxes_dropped.get("class out of range", 0)
+    if not cfg.get("strict_names") or not count:
+        return
+    first = next((p for p in report.problems if ", class " in p and " not in 0.." in p), "")
+    source = cfg.get("data_yaml") or "data.names"
+    raise DataError(f"{source}: names has {len(names)} classes but {count} label line(s) of the {report.split} split "
+                    f"use a class id outside 0..{len(names) - 1} (first: {first.replace(': box dropped, ', ': ')}); "
+                    f"list every class in names:")
 
 
 def _yolo_image_ids(files: list[str]) -> list[int]:
