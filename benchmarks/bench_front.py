@@ -1,27 +1,38 @@
-"""The speed-accuracy front on this CPU: ghostdet points against ultralytics' YOLOv8n-ghost at several input sizes.
+"""The speed-accuracy front on this CPU: ghostdet points against ultralytics' YOLO26n, YOLO11n and YOLOv8n-ghost at
+several input sizes, end to end.
 
-    python benchmarks/bench_front.py                     # the default points below, 30 epochs, peer at 256/320/416
+    pip install --no-deps --target /tmp/ul ultralytics   # once (never a ghostdet dependency; or --ul-python PY)
+    python benchmarks/bench_front.py                     # default points, 30 epochs, 3 seeds, peers at 256/320/416
+    python benchmarks/bench_front.py --multi             # the same on coco128's 10 most frequent classes
     python benchmarks/bench_front.py --models gghost_yolo@256 "gghost_yolo_lite@224 model.neck_channels=48" --reuse
     # the trainings of the two sides in parallel, one thread each; then the scoring + latency half, 2 threads:
     python benchmarks/bench_front.py --threads 1 --only ghostdet --no-latency & \
     python benchmarks/bench_front.py --threads 1 --only ultralytics --no-latency; wait
     python benchmarks/bench_front.py --threads 1 --latency-threads 2 --reuse
+    python benchmarks/bench_front.py --from-json runs/bench_front/front.json   # report + plot again
 
 One run does both halves:
 1. **Accuracy.** Every point is trained and scored by ``bench_learning.py`` (its options apply: same data, epochs,
-   batch, threads for all; one pycocotools scoring of the ``last`` weights on the val split; ``--reuse`` keeps
-   finished trainings). ``best`` weights were chosen on that same val split by each tool, so the front uses ``last``.
-2. **Latency.** Every point is timed in its deploy form at its input size, batch 1, forward + decode (no NMS),
-   ``num_classes`` of the data (1 for raccoon), random weights, exported as ``bench_vs_yolov8n_ghost.py`` does, in
-   ONNX Runtime fp32, OpenVINO fp32, OpenVINO bf16 (where the CPU has it) and int8 in both (post-training, the
-   same quantizer for both sides, calibrated on coco128 photos). One interleaved phase per runtime: every round
-   times every point in turn, so machine drift hits all alike; ratios are per-round medians against the peer point.
+   batch, threads for all, ``--seeds``; one pycocotools scoring of the ``last`` weights on the val split;
+   ``--reuse`` keeps finished trainings). A point's AP is the mean over seeds of its last-epoch mAP50-95 (``±`` the
+   sample standard deviation). ``best`` weights were chosen on that same val split by each tool, so the front uses
+   ``last``.
+2. **Latency, end to end.** Every point is timed in its deploy form at its input size, batch 1, with the trained
+   ``last`` weights of its first seed (the number of boxes the post-processing handles depends on them): each timed
+   call takes the next real photo (``dog.jpg`` + the data set's val photos, ``--photos``, letterboxed beforehand),
+   runs the exported model and the post-processing each tool runs after its runtime at conf 0.25 — ghostdet: decode
+   in the graph, then ``ghostdet.models.postprocess`` (class-aware NMS, the ``Detector``'s IoU and max_det) and boxes
+   back to the photo; YOLO11n / YOLOv8n-ghost: ultralytics' NMS (IoU 0.7); YOLO26n: its NMS-free one-to-one head,
+   top-k inside the graph and a confidence filter (``benchmarks/peers.py``). Exported as ``bench_peers.py`` does, in
+   ONNX Runtime fp32, OpenVINO fp32, OpenVINO bf16 (where the CPU has avx512_bf16 or AMX) and int8 in both
+   (post-training, the same quantizer for every model, calibrated on coco128 photos). One interleaved phase per
+   runtime: every round times every point in turn, so machine drift hits all alike; ratios are per-round medians.
 
 A point's latency is its fastest runtime. Two fronts are reported: the *float* front (fp32/bf16: the accuracy is
 exactly the one measured) and the *any-precision* front (int8 allowed; the accuracy column is still the float
-model's: int8 accuracy is checked per model by ``tools/export.py --int8``, not here). The goal check: for each peer
-point, a ghostdet point at least as accurate at <= ``--target`` x its latency. Writes ``<out>/front.json``, a
-Markdown table on stdout, and the plot (``--plot``, PNG; both sides on one chart).
+model's: int8 accuracy is checked per model by ``tools/export.py --int8``, not here). The goal check, per peer
+point: a ghostdet point at least as accurate (mean AP) at <= ``--target`` x its latency. Writes ``<out>/front.json``,
+a Markdown table on stdout, and the plot (``--plot``, default ``<out>/front.png``; every side on one chart).
 """
 from __future__ import annotations
 
@@ -40,57 +51,75 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench_learning  # noqa: E402
-from bench_vs_yolov8n_ghost import (calibration, ghostdet_model, onnx_file, ort_int8_runner, ort_runner,  # noqa: E402
-                                    ov_int8_runner, ov_runner, yolov8n_ghost)
+import peers as peer_models  # noqa: E402
+from bench_peers import (calibration, ghostdet_checkpoint_model, onnx_file, ort_int8_run, ort_run,  # noqa: E402
+                         ov_int8_run, ov_run, time_runtimes)
 from ghostdet.utils.device import cpu_name  # noqa: E402
-from ghostdet.utils.timing import compare_latency, set_threads  # noqa: E402
+from ghostdet.utils.timing import set_threads  # noqa: E402
 
 FLOAT_RUNTIMES = ("ONNX Runtime fp32", "OpenVINO fp32", "OpenVINO bf16")
 INT8_RUNTIMES = ("ONNX Runtime int8", "OpenVINO int8")
+STYLE = {"YOLO26n": ("tab:red", "s"), "YOLO26n-nms": ("tab:pink", "v"), "YOLO11n": ("tab:orange", "^"),
+         "YOLOv8n-ghost": ("tab:purple", "D"), "ghostdet": ("tab:blue", "o")}
 
 
-def label(run: dict) -> str:
-    side = "YOLOv8n-ghost" if run["side"] == "ultralytics" else run["model"]
-    return f"{side} @{run['imgsz']}"
+def label(point: dict) -> str:
+    return f"{point['label']} @{point['imgsz']}"
 
 
-def deploy_model(run: dict, num_classes: int) -> torch.nn.Module:
-    if run["side"] == "ghostdet":
-        return ghostdet_model(run["config"], run.get("overrides", ()), num_classes=num_classes)
-    return yolov8n_ghost(num_classes)
+def versions(ul_version: str | None) -> str:
+    parts = [f"torch {torch.__version__.split('+')[0]}"]
+    for name in ("onnxruntime", "openvino"):
+        try:
+            module = __import__(name)
+            parts.append(f"{name} {module.__version__.split('-')[0]}")
+        except ImportError:
+            pass
+    if ul_version:
+        parts.append(f"ultralytics {ul_version}")
+    return ", ".join(parts)
 
 
-def time_points(runs: list[dict], num_classes: int, args) -> dict[str, dict[str, list[float]]]:
-    """Round medians (ms) per runtime per point: ``{runtime: {label: [ms per round]}}``."""
+def time_points(points: list[dict], info: dict, args) -> tuple[dict, dict]:
+    """End-to-end round medians (ms) per runtime per point, ``{runtime: {label: [ms per round]}}``, and the mean
+    detections per photo of each point (ONNX Runtime fp32 outputs; a sanity figure)."""
     threads = set_threads(args.latency_threads or args.threads)
     tmp = tempfile.TemporaryDirectory()
-    inputs, files = {}, {}
-    for run in runs:  # every export before any timing
-        name, size = label(run), run["imgsz"]
-        inputs[name] = torch.rand(1, 3, size, size)
+    files_photos = peer_models.photo_files(info.get("val_files", ()), args.photos)
+    print(f"end-to-end photos: {', '.join(Path(f).name for f in files_photos)}", file=sys.stderr)
+    photos = {size: peer_models.load_photos(files_photos, size) for size in {p["imgsz"] for p in points}}
+    post_g = peer_models.ghostdet_postprocess()
+    files, posts, shapes, by_label = {}, {}, {}, {}
+    for p in points:  # every export before any timing
+        name, size, run = label(p), p["imgsz"], p["runs"][0]
+        if p["side"] == "ghostdet":
+            model, posts[name] = ghostdet_checkpoint_model(run["weights"]["last"]), post_g
+        else:
+            model = peer_models.deploy_peer(run["peer"], size, weights=run["weights"]["last"])
+            posts[name] = peer_models.peer_postprocess(run["peer"])
+        shapes[name], by_label[name] = (1, 3, size, size), p
         with torch.no_grad():
-            files[name] = onnx_file(deploy_model(run, num_classes), inputs[name], Path(tmp.name))
-    calib = {size: calibration(None, args.calib_images, size)[0] for size in {r["imgsz"] for r in runs}}
+            files[name] = onnx_file(model, torch.rand(shapes[name]), Path(tmp.name))
+    calib = ({size: calibration(None, args.calib_images, size)[0] for size in photos} if not args.no_int8 else {})
     makers = {
-        "ONNX Runtime fp32": lambda n, r: ort_runner(files[n], inputs[n], threads),
-        "OpenVINO fp32": lambda n, r: ov_runner(files[n], inputs[n], threads, "fp32"),
-        "OpenVINO bf16": lambda n, r: ov_runner(files[n], inputs[n], threads, "bf16"),
-        "ONNX Runtime int8": lambda n, r: ort_int8_runner(files[n], inputs[n], threads, calib[r["imgsz"]]),
-        "OpenVINO int8": lambda n, r: ov_int8_runner(files[n], inputs[n], threads, calib[r["imgsz"]]),
+        "ONNX Runtime fp32": lambda n: ort_run(files[n], threads),
+        "OpenVINO fp32": lambda n: ov_run(files[n], shapes[n], threads, "fp32"),
+        "OpenVINO bf16": lambda n: ov_run(files[n], shapes[n], threads, "bf16"),
     }
-    timings = {}
-    for runtime, make in makers.items():
-        if runtime in INT8_RUNTIMES and args.no_int8:
-            continue
-        fns = {label(r): make(label(r), r) for r in runs}
-        if any(fn is None for fn in fns.values()):
-            print(f"{runtime}: not available here, skipped", file=sys.stderr)
-            continue
-        print(f"timing {runtime} ...", file=sys.stderr, flush=True)
-        result = compare_latency(fns, args.rounds, args.warmup, args.repeats)
-        timings[runtime] = {name: r["rounds"] for name, r in result.items()}
+    if not args.no_int8:
+        makers["ONNX Runtime int8"] = lambda n: ort_int8_run(files[n], threads, calib[shapes[n][-1]])
+        makers["OpenVINO int8"] = lambda n: ov_int8_run(files[n], shapes[n], threads, calib[shapes[n][-1]])
+    names = [label(p) for p in points]
+    point_photos = {n: photos[shapes[n][-1]] for n in names}
+    dets = {}
+    with torch.inference_mode():
+        for n in names:
+            run = ort_run(files[n], threads)
+            dets[n] = peer_models.detections_per_photo(run, posts[n], point_photos[n]) if run else float("nan")
+    result = time_runtimes(makers, names, posts, point_photos, args.rounds, args.warmup, args.repeats,
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
     tmp.cleanup()
-    return timings
+    return {rt: {n: r["rounds"] for n, r in res.items()} for rt, res in result.items()}, dets
 
 
 def best(timings: dict, name: str, runtimes) -> tuple[str, float]:
@@ -119,63 +148,69 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def goal(rows: list[dict], key: str, target: float) -> list[str]:
-    """One line per peer point: the ghostdet point that dominates it in the issue's sense — at least as accurate at
-    <= ``target`` x its latency, or more accurate at <= its latency — or by how much the best candidates miss."""
-    lines = []
+    """One line per peer point: MET when a ghostdet point is at least as accurate (mean AP) at <= ``target`` x its
+    latency (the fastest such point named), else NOT MET with by how much the best candidates miss; a last line
+    counts the points met."""
+    lines, met = [], 0
     ours = [r for r in rows if r["side"] == "ghostdet"]
-    for peer in (r for r in rows if r["side"] == "ultralytics"):
+    peers = [r for r in rows if r["side"] == "ultralytics"]
+    for peer in peers:
         p_ms, p_ap = peer[key]["ms"], peer["AP"]
+        head = f"- {peer['label']} (AP {p_ap:.3f}, {p_ms:.2f} ms {peer[key]['runtime']})"
         as_good = [r for r in ours if r["AP"] >= p_ap]
-        fast = [r for r in ours if r[key]["ms"] <= target * p_ms]
         winners = [r for r in as_good if r[key]["ms"] <= target * p_ms]
         if winners:
+            met += 1
             w = min(winners, key=lambda r: r[key]["ms"])
-            lines.append(f"- {peer['label']} (AP {p_ap:.3f}, {p_ms:.2f} ms): dominated by {w['label']} "
-                         f"(AP {w['AP']:.3f}, {w[key]['ms'] / p_ms:.2f}x latency)")
-            continue
-        better = [r for r in ours if r["AP"] > p_ap and r[key]["ms"] <= p_ms]
-        if better:
-            w = max(better, key=lambda r: r["AP"])
-            lines.append(f"- {peer['label']} (AP {p_ap:.3f}, {p_ms:.2f} ms): dominated (more accurate at <= its latency, "
-                         f"not at {target}x) by {w['label']} (AP {w['AP']:.3f}, {w[key]['ms'] / p_ms:.2f}x latency)")
+            lines.append(f"{head}: MET by {w['label']} (AP {w['AP']:.3f}, {w[key]['ms'] / p_ms:.2f}x latency)")
             continue
         miss = []
         if as_good:
             w = min(as_good, key=lambda r: r[key]["ms"])
-            miss.append(f"fastest as accurate: {w['label']} at {w[key]['ms'] / p_ms:.2f}x (goal {target}x)")
+            miss.append(f"fastest as accurate: {w['label']} (AP {w['AP']:.3f}) at {w[key]['ms'] / p_ms:.2f}x "
+                        f"(goal {target}x: {w[key]['ms'] / p_ms - target:+.2f}x to go)")
         else:
             miss.append("no ghostdet point is as accurate")
+        fast = [r for r in ours if r[key]["ms"] <= target * p_ms]
         if fast:
             w = max(fast, key=lambda r: r["AP"])
             miss.append(f"most accurate within {target}x: {w['label']} AP {w['AP']:.3f} ({w['AP'] - p_ap:+.3f})")
-        lines.append(f"- {peer['label']} (AP {p_ap:.3f}, {p_ms:.2f} ms): NOT dominated; " + "; ".join(miss))
+        else:
+            miss.append(f"no ghostdet point within {target}x")
+        better = [r for r in ours if r["AP"] > p_ap and r[key]["ms"] <= p_ms]
+        if better:
+            w = max(better, key=lambda r: r["AP"])
+            miss.append(f"more accurate at <= its latency: {w['label']} ({w[key]['ms'] / p_ms:.2f}x)")
+        lines.append(f"{head}: NOT MET; " + "; ".join(miss))
+    lines.append(f"goal met at {met} of {len(peers)} peer points")
     return lines
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
+def plot(rows: list[dict], path: Path, title: str, ylabel: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    groups = list(dict.fromkeys(r["label"].split(" @")[0] if r["side"] == "ultralytics" else "ghostdet" for r in rows))
     for ax, key, name in ((axes[0], "float", "best float runtime (fp32/bf16)"), (axes[1], "any", "best runtime incl. int8")):
-        for side, color, marker in (("ultralytics", "tab:red", "s"), ("ghostdet", "tab:blue", "o")):
-            pts = [(r[key]["ms"], r["AP"], r["label"]) for r in rows if r["side"] == side]
-            if not pts:
-                continue
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=color, marker=marker,
-                       label="YOLOv8n-ghost (ultralytics)" if side == "ultralytics" else "ghostdet")
-            front = pareto([(p[0], p[1]) for p in pts])
+        for group in groups:
+            pts = [r for r in rows if (r["side"] == "ghostdet") == (group == "ghostdet")
+                   and (group == "ghostdet" or r["label"].split(" @")[0] == group)]
+            color, marker = STYLE.get(group, ("tab:gray", "x"))
+            ax.errorbar([r[key]["ms"] for r in pts], [r["AP"] for r in pts], yerr=[r.get("AP_std", 0.0) for r in pts],
+                        fmt=marker, color=color, capsize=2, label=group if group == "ghostdet" else f"{group} (ultralytics)")
+            front = pareto([(r[key]["ms"], r["AP"]) for r in pts])
             ax.step([p[0] for p in front], [p[1] for p in front], where="post", c=color, alpha=0.5)
-            for ms, ap, text in pts:
-                ax.annotate(text, (ms, ap), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-        ax.set_xlabel(f"latency, ms ({name})")
+            for r in pts:
+                text = r["label"] if group == "ghostdet" else f"@{r['imgsz']}"
+                ax.annotate(text, (r[key]["ms"], r["AP"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(f"end-to-end latency, ms ({name})")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("AP (mAP50-95), raccoon val")
-    axes[0].legend(loc="best")
-    fig.suptitle("\n".join(textwrap.wrap(title, 140)), fontsize=9)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(loc="best", fontsize=8)
+    fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -184,74 +219,99 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     p = bench_learning.parser()
     p.description = __doc__
-    p.set_defaults(epochs=30, peer_imgsz=[256, 320, 416], out=ROOT / "runs" / "bench_front", threads=2,
-                   models=["ghost_yolo@320", "gghost_yolo@320", "gghost_yolo@256", "gghost_yolo_lite@256",
-                           "gghost_yolo_lite@224", "gghost_yolo_lite@192"])
+    p.set_defaults(epochs=30, peer_imgsz=[256, 320, 416], seeds=[0, 1, 2], out=ROOT / "runs" / "bench_front",
+                   threads=2, models=["ghost_yolo@320", "gghost_yolo@320", "gghost_yolo@256", "gghost_yolo_lite@256",
+                                      "gghost_yolo_lite@224", "gghost_yolo_lite@192"])
     p.add_argument("--latency-threads", type=int, default=None,
                    help="threads for the latency half (default: --threads, the training threads)")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--photos", type=int, default=8, help="real photos cycled through in the end-to-end timing")
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--no-latency", action="store_true", help="train and score only (with --only, for parallel runs)")
     p.add_argument("--target", type=float, default=0.75, help="latency ratio a dominating point must reach")
-    p.add_argument("--plot", type=Path, default=ROOT / "docs" / "front.png")
+    p.add_argument("--plot", type=Path, help="the plot (PNG; default <out>/front.png)")
     p.add_argument("--from-json", type=Path, help="report and plot a saved front.json again (no training, no timing)")
     args = p.parse_args()
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
-        report(saved["rows"], list(saved["timings"]), saved["title"], args)
+        args.plot = args.plot or args.from_json.with_suffix(".png")
+        report(saved["rows"], list(saved["timings"]), saved["title"], saved.get("ylabel", "AP (mAP50-95)"), args)
         return
 
-    runs, sizes = bench_learning.train_and_score(args)
+    ul_version = None
+    if args.only != "ghostdet" and args.peers and not args.no_latency:  # fail early, not after hours of training
+        ul_version = peer_models.ensure_ultralytics(args.ul_path, args.ul_python)
+    runs, info = bench_learning.train_and_score(args)
     if args.no_latency:
         return
-    runs = sorted(runs, key=lambda r: (r["side"] != "ultralytics", r["imgsz"], r["model"]))
-    timings = time_points(runs, num_classes=1, args=args)
+    points = bench_learning.aggregate(runs)
+    order = {name: i for i, name in enumerate(args.peers)}  # peers in --peers order, then ghostdet points by size
+    points = sorted(points, key=lambda q: (q["side"] != "ultralytics", order.get(q["model"], 0), q["imgsz"]))
+    timings, dets = time_points(points, info, args)
 
     rows = []
-    for run in runs:
-        name = label(run)
-        row = {"label": name, "side": run["side"], "imgsz": run["imgsz"], **run["scores"]["last"],
-               "AP_best_weights": run["scores"]["best"]["AP"],
+    for q in points:
+        name = label(q)
+        last = q["scores"]["last"]
+        row = {"label": name, "side": q["side"], "imgsz": q["imgsz"], "seeds": q["seeds"],
+               **{m: last[m]["mean"] for m in bench_learning.METRICS}, "AP_std": last["AP"]["std"],
+               "AP_min": last["AP"]["min"], "AP_max": last["AP"]["max"],
+               "AP_best_weights": q["scores"]["best"]["AP"]["mean"], "dets_per_photo": dets[name],
                "ms": {rt: statistics.median(t[name]) for rt, t in timings.items()}}
         for key, runtimes in (("float", FLOAT_RUNTIMES), ("any", FLOAT_RUNTIMES + INT8_RUNTIMES)):
             rt, ms = best(timings, name, runtimes)
             row[key] = {"runtime": rt, "ms": ms}
         rows.append(row)
-    for row in rows:  # ratio to the peer at the same size, each in its own best runtime, per round
-        ref = next((r for r in rows if r["side"] == "ultralytics" and r["imgsz"] == row["imgsz"]), None)
-        for key in ("float", "any"):
-            row[key]["vs_peer_same_size"] = (ratio(timings, row["label"], row[key]["runtime"], ref["label"],
-                                                   ref[key]["runtime"]) if ref else None)
+    peer_groups = list(dict.fromkeys(r["label"].split(" @")[0] for r in rows if r["side"] == "ultralytics"))
+    for row in rows:  # ratio to each peer at the same size, each in its own best runtime, per round
+        row["vs_peer_same_size"] = {}
+        for group in peer_groups:
+            ref = next((r for r in rows if r["label"] == f"{group} @{row['imgsz']}"), None)
+            row["vs_peer_same_size"][group] = ({key: ratio(timings, row["label"], row[key]["runtime"], ref["label"],
+                                                           ref[key]["runtime"]) for key in ("float", "any")}
+                                               if ref else None)
 
     machine = f"{cpu_name()}, {os.cpu_count()} CPUs"
-    title = (f"raccoon ({sizes['train']} train / {sizes['val']} val), {args.epochs} epochs, batch {args.batch}, "
-             f"{args.threads} training threads, from scratch; latency batch 1, forward + decode, "
-             f"{args.latency_threads or args.threads} threads; {machine}")
-    report(rows, list(timings), title, args)
+    title = (f"{info['data']} ({info['train']} train / {info['val']} val, {info['classes']} classes), {args.epochs} "
+             f"epochs, batch {args.batch}, {args.threads} training threads, from scratch, AP = mean of last-epoch "
+             f"mAP50-95 over seeds {args.seeds}; latency end to end (forward + post-processing, conf 0.25, real "
+             f"photos), batch 1, {args.latency_threads or args.threads} threads; {machine}; {versions(ul_version)}")
+    ylabel = f"AP (mAP50-95), {info['data']} val, mean of {len(args.seeds)} seeds"
+    args.plot = args.plot or args.out / "front.png"
+    report(rows, list(timings), title, ylabel, args)
     (args.out / "front.json").write_text(json.dumps(
-        {"cpu": machine, "title": title, "epochs": args.epochs, "rows": rows, "timings": timings}, indent=1))
+        {"cpu": machine, "versions": versions(ul_version), "title": title, "ylabel": ylabel, "epochs": args.epochs,
+         "seeds": args.seeds, "data": {k: v for k, v in info.items() if k != "val_files"}, "rows": rows,
+         "timings": timings}, indent=1))
     print(f"data: {args.out / 'front.json'}")
 
 
-def report(rows: list[dict], runtimes: list[str], title: str, args) -> None:
+def report(rows: list[dict], runtimes: list[str], title: str, ylabel: str, args) -> None:
     """The Markdown table, the goal check per peer point and the plot."""
     print(f"\n{title}\n")
-    print("| point | AP | AP50 | AP75 | AP of best.pt | " + " | ".join(f"{rt} (ms)" for rt in runtimes)
-          + " | best float | best any | vs peer same size (float / any) |")
-    print("|---|---|---|---|---|" + "---|" * len(runtimes) + "---|---|---|")
+    groups = list(dict.fromkeys(g for r in rows for g in r.get("vs_peer_same_size", {})))
+    print("| point | AP (mean ± std) | AP50 | AP75 | AP of best.pt | dets/photo | "
+          + " | ".join(f"{rt} (ms)" for rt in runtimes) + " | best float | best any | "
+          + " | ".join(f"vs {g} same size (float / any)" for g in groups) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(runtimes) + "---|---|" + "---|" * len(groups))
     for r in rows:
-        vs = " / ".join(f"{r[k]['vs_peer_same_size']:.2f}x" if r[k]["vs_peer_same_size"] else "-"
-                        for k in ("float", "any"))
-        print(f"| {r['label']} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AP_best_weights']:.3f} | "
-              + " | ".join(f"{r['ms'][rt]:.2f}" for rt in runtimes)
-              + f" | {r['float']['ms']:.2f} ({r['float']['runtime']}) | {r['any']['ms']:.2f} ({r['any']['runtime']}) | {vs} |")
+        vs = []
+        for g in groups:
+            v = r["vs_peer_same_size"].get(g)
+            vs.append(f"{v['float']:.2f}x / {v['any']:.2f}x" if v else "-")
+        ap = f"{r['AP']:.3f}" + (f" ± {r['AP_std']:.3f}" if len(r.get("seeds", [])) > 1 else "")
+        print(f"| {r['label']} | {ap} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AP_best_weights']:.3f} | "
+              f"{r.get('dets_per_photo', float('nan')):.1f} | "
+              + " | ".join(f"{r['ms'][rt]:.2f}" if rt in r["ms"] else "-" for rt in runtimes)
+              + f" | {r['float']['ms']:.2f} ({r['float']['runtime']}) | {r['any']['ms']:.2f} ({r['any']['runtime']}) | "
+              + " | ".join(vs) + " |")
     for key, what in (("float", "float front"), ("any", "any-precision front")):
-        print(f"\nGoal ({what}: >= AP at <= {args.target}x latency, or > AP at <= 1x):")
+        print(f"\nGoal ({what}): a ghostdet point with >= mean AP at <= {args.target}x the peer point's latency")
         print("\n".join(goal(rows, key, args.target)))
-    plot(rows, args.plot, title)
+    plot(rows, args.plot, title, ylabel)
     print(f"\nplot: {args.plot}")
 
 

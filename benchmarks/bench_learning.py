@@ -1,28 +1,43 @@
-"""Does ghostdet's trainer learn real data at least as well as ultralytics? Same data, same budget, one scoring.
+"""Does ghostdet's trainer learn real data at least as well as ultralytics' nano models? Same data, same budget,
+one scoring, several seeds.
 
-    python benchmarks/bench_learning.py                                   # raccoon, 320, 100 epochs, batch 16
+    pip install --no-deps --target /tmp/ul ultralytics                    # once (never a ghostdet dependency)
+    python benchmarks/bench_learning.py                                   # raccoon, 320, 100 epochs, batch 16, 3 peers
     python benchmarks/bench_learning.py --epochs 30 --only ghostdet       # one side
+    python benchmarks/bench_learning.py --peers yolo26n yolo11n yolov8n-ghost --seeds 0 1 2
+    python benchmarks/bench_learning.py --multi                           # coco128's 10 most frequent classes
     python benchmarks/bench_learning.py --models ghost_yolo repghost_yolo # several ghostdet configs
-    python benchmarks/bench_learning.py --peer-imgsz 256 320 416          # the peer at several input sizes
+    python benchmarks/bench_learning.py --peer-imgsz 256 320 416          # the peers at several input sizes
     python benchmarks/bench_learning.py --models gghost_yolo@256 "ghost_yolo@320 model.reg_max=8"  # points
     python benchmarks/bench_learning.py --reuse ...                       # keep runs already trained in --out
 
 A ghostdet point is ``CONFIG[@IMGSZ] [key=value ...]`` (one shell word): a model config, its training/eval size
-(default ``--imgsz``) and Hydra overrides of that run only. ``--reuse`` skips a run whose folder in ``--out``
-already holds a finished training with the same command (its ``run.json``), so an interrupted sweep resumes.
+(default ``--imgsz``) and Hydra overrides of that run only. A peer point is a peer (``--peers``: ``yolo26n``,
+``yolo11n``, ``yolov8n-ghost``, ``yolo26n-nms``; see benchmarks/peers.py) at each ``--peer-imgsz``. Every point is
+trained once per ``--seeds`` seed; accuracy is reported per run and as the mean over seeds with its spread (sample
+standard deviation, min-max). ``--reuse`` skips a run whose folder in ``--out`` already holds a finished training
+with the same command (its ``run.json``), so an interrupted sweep resumes.
 
-Both sides train from scratch on the raccoon photos (../shared/data/raccoon, VOC xml, 160 train / 40 val; or
-``--data-root``) with the same epochs, imgsz, batch and CPU threads; everything else is each tool's own default
-(ultralytics: SGD/auto optimizer, nbs 64, workers 0 on CPU, its augmentation; ghostdet: configs/train.yaml).
-The peer is ultralytics' YOLOv8n-ghost (``yolov8n-ghost.yaml``), run in its own interpreter (``--ul-python``,
-a venv with ultralytics installed; ultralytics is never a ghostdet dependency), on a YOLO-txt copy of the same
-split written from ghostdet's own scan of the xml files, so both see the same boxes.
+Data (both sides see exactly the same boxes):
+- default: the raccoon photos (../shared/data/raccoon, VOC xml, 160 train / 40 val, one class; or ``--data-root``).
+- ``--multi``: a multi-class set made from coco128 (../shared/data/coco128, 128 images, 80 classes): its YOLO labels
+  restricted to the ``--multi-classes`` (10) most frequent classes (boxes of other classes dropped; images left
+  without boxes stay as background), split deterministically into ``--multi-train`` (100) train / the rest (28) val,
+  stratified so that every class has about its share of boxes in val (``stratified_split``). Written once as YOLO txt (images copied) to
+  ``<out>/coco128_top10/`` and trained by ghostdet as ``data=yolo``.
+ultralytics trains on a YOLO-txt copy written from ghostdet's own scan of the split (``<out>/yolo_data_<data>``).
 
-Scoring: each tool predicts the val images with its own pre-processing and NMS at conf 0.001, IoU 0.7, max_det 300;
-one pycocotools COCOeval on one ground-truth json (built from the scanned val records) scores both. Time per
-epoch, two ways: the wall time of the whole training process divided by epochs (data loading, forward, backward,
-the optimizer, EMA and the per-epoch validation each tool runs by default, start-up amortised), and the median of
-the per-epoch times each tool logs in its results.csv (training + validation; robust to a burst of load).
+Both sides train from scratch with the same epochs, imgsz, batch and CPU threads; everything else is each tool's own
+default (ultralytics: its ``optimizer=auto``, nbs 64, workers 0 on CPU, its augmentation; ghostdet:
+configs/train.yaml). The peers run in their own interpreter: ``--ul-python``, else this one with ``--ul-path``
+(default /tmp/ul) on PYTHONPATH.
+
+Scoring: each tool predicts the val images with its own pre-processing and post-processing at conf 0.001, IoU 0.7,
+max_det 300 (YOLO26n: its NMS-free one-to-one head, ``nms=False``, top-k; ``yolo26n-nms``: its one-to-many head +
+NMS); one pycocotools COCOeval on one ground-truth json (built from the scanned val records) scores every run. Time
+per epoch, two ways: the wall time of the whole training process divided by epochs (data loading, forward, backward,
+the optimizer, EMA and the per-epoch validation each tool runs by default, start-up amortised), and the median of the
+per-epoch times each tool logs in its results.csv (training + validation; robust to a burst of load).
 
 Training runs one after the other (they cannot be interleaved); a busy machine skews the time ratio, so the
 load average before and after each run is printed with it. Results also go to ``<out>/results.json``.
@@ -31,23 +46,42 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import peers as peer_models  # noqa: E402
 from ghostdet.utils.device import cpu_name  # noqa: E402
 
-SHARED = Path(os.environ.get("GHOSTDET_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = peer_models.SHARED
 
 UL_TRAIN = r"""
-import json, sys
+import csv, json, sys
 from ultralytics import YOLO
+try:
+    import polars  # noqa: F401  (ultralytics reads its results.csv with polars when saving a checkpoint)
+except ImportError:  # a --no-deps install: the same dict from the csv module, nothing else changes
+    from ultralytics.engine.trainer import BaseTrainer
+
+    def read_results_csv(self):
+        try:
+            with open(self.csv, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except OSError:
+            return {}
+        return {k.strip(): [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+
+    BaseTrainer.read_results_csv = read_results_csv
 a = json.loads(sys.argv[1])
 YOLO(a["cfg"]).train(data=a["data"], epochs=a["epochs"], imgsz=a["imgsz"], batch=a["batch"], device="cpu",
                      project=a["project"], name="train", exist_ok=True, pretrained=False, amp=False, plots=False,
@@ -59,52 +93,177 @@ import json, sys
 from ultralytics import YOLO
 a = json.loads(sys.argv[1])
 model = YOLO(a["weights"])
+extra = {"nms": False} if a["nms_free"] else {}  # nms=False: the one-to-one head, top-k, no NMS
 out = []
 for image_id, file in a["images"]:
     r = model.predict(file, imgsz=a["imgsz"], conf=a["conf"], iou=a["iou"], max_det=a["max_det"], device="cpu",
-                      verbose=False)[0]
+                      verbose=False, **extra)[0]
     for (x1, y1, x2, y2), s, c in zip(r.boxes.xyxy.tolist(), r.boxes.conf.tolist(), r.boxes.cls.tolist()):
         out.append({"image_id": image_id, "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s})
 json.dump(out, open(a["out"], "w"))
 """
 
 CONF, IOU, MAX_DET = 0.001, 0.7, 300
+METRICS = ("AP", "AP50", "AP75")
 
 
 def load_avg() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
-def scan_splits(data_root: Path) -> dict:
-    """ghostdet's scan of the VOC xml: both sides train and are scored on exactly these records."""
+# ---------------------------------------------------------------------------------------------------------- data
+def make_multi(out: Path, classes: int = 10, train: int = 100, seed: int = 0) -> Path:
+    """coco128 restricted to its ``classes`` most frequent classes, split ``train`` / rest, as a YOLO folder (written
+    once: an existing folder with the same recipe is reused; written to a temporary folder and renamed, so
+    concurrent runs on the same ``--out`` never see half of it)."""
+    import numpy as np
+
+    src = SHARED / "coco128"
+    images = sorted(p for p in (src / "images" / "train2017").glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not images:
+        raise SystemExit(f"error: no coco128 images under {src} (set GHOSTDET_SHARED_DATA)")
+    names80 = [n.strip() for n in (src / "classes.txt").read_text().splitlines() if n.strip()]
+    labels = {}
+    for image in images:
+        txt = src / "labels" / "train2017" / f"{image.stem}.txt"
+        rows = [line.split() for line in txt.read_text().splitlines()] if txt.is_file() else []
+        labels[image.name] = [r for r in rows if len(r) == 5]
+    counts: dict[int, int] = {}
+    for rows in labels.values():
+        for r in rows:
+            counts[int(r[0])] = counts.get(int(r[0]), 0) + 1
+    top = sorted(sorted(counts, key=lambda c: (-counts[c], c))[:classes])  # kept in coco's class order
+    remap = {c: i for i, c in enumerate(top)}
+    split = stratified_split(images, {k: [remap[int(r[0])] for r in v if int(r[0]) in remap] for k, v in labels.items()},
+                            len(images) - train, seed)
+    recipe = {"source": str(src), "classes": [names80[c] for c in top], "coco_class_index": top, "split": "stratified",
+              "train": [p.name for p in split["train"]], "val": [p.name for p in split["val"]], "seed": seed}
+    root = out / f"coco128_top{classes}"
+    if (root / "recipe.json").is_file() and json.loads((root / "recipe.json").read_text()) == recipe:
+        return root
+    if root.exists():
+        raise SystemExit(f"error: {root} exists with another recipe; remove it or use another --out")
+    tmp = Path(tempfile.mkdtemp(prefix=".multi_", dir=out))
+    boxes = {}
+    for name, files in split.items():
+        (tmp / "images" / name).mkdir(parents=True)
+        (tmp / "labels" / name).mkdir(parents=True)
+        per_class = [0] * len(top)
+        for image in files:
+            shutil.copy2(image, tmp / "images" / name / image.name)  # copies: a symlink would lead scans to coco128's labels
+            kept = [[str(remap[int(r[0])]), *r[1:]] for r in labels[image.name] if int(r[0]) in remap]
+            for r in kept:
+                per_class[int(r[0])] += 1
+            (tmp / "labels" / name / f"{image.stem}.txt").write_text("".join(" ".join(r) + "\n" for r in kept))
+        boxes[name] = per_class
+    (tmp / "data.yaml").write_text("train: images/train\nval: images/val\nnames:\n"
+                                   + "".join(f"  {i}: {n}\n" for i, n in enumerate(recipe["classes"])))
+    (tmp / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    (tmp / "README.txt").write_text(
+        f"coco128 ({src}) restricted to its {classes} most frequent classes ({', '.join(recipe['classes'])}); "
+        f"{len(split['train'])} train / {len(split['val'])} val images (stratified split, seed {seed}). Boxes per "
+        f"class, train: {boxes['train']}; val: {boxes['val']}. Written by benchmarks/bench_learning.py --multi.\n")
+    try:
+        os.rename(tmp, root)
+    except OSError:  # another run wrote it first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if json.loads((root / "recipe.json").read_text()) != recipe:
+            raise SystemExit(f"error: {root} was written with another recipe meanwhile") from None
+    return root
+
+
+def stratified_split(images: list, classes_of: dict, val_count: int, seed: int) -> dict:
+    """Images into train / ``val_count`` val so that each class's val boxes approach its share of all boxes: images
+    taken in a seeded permutation of the sorted names while they add boxes of a class still below its val share,
+    then filled up in the same order. Deterministic for a seed."""
+    import numpy as np
+
+    order = [images[i] for i in np.random.default_rng(seed).permutation(len(images))]
+    totals: dict[int, int] = {}
+    for cls in classes_of.values():
+        for c in cls:
+            totals[c] = totals.get(c, 0) + 1
+    share = {c: n * val_count / len(images) for c, n in totals.items()}
+    have = {c: 0 for c in totals}
+    val = []
+    for image in order:
+        if len(val) == val_count:
+            break
+        cls = classes_of[image.name]
+        if any(have[c] < share[c] for c in cls):
+            val.append(image)
+            for c in cls:
+                have[c] += 1
+    val += [image for image in order if image not in val][:val_count - len(val)]
+    return {"train": sorted(image for image in images if image not in val), "val": sorted(val)}
+
+
+def dataset(args) -> tuple[list[str], str]:
+    """(ghostdet data overrides, a one-line description) of the data set of this benchmark."""
+    if args.multi:
+        root = make_multi(args.out, args.multi_classes, args.multi_train)
+        args.data_root = root
+        return ["data=yolo", f"data.root={root}"], f"coco128 top-{args.multi_classes} classes"
+    return ["data=voc", f"data.root={args.data_root}"], Path(args.data_root).name
+
+
+def data_config(overrides: list[str]) -> dict:
+    """The resolved ``data`` node of ``configs/train.yaml`` with ``overrides`` (what tools/train.py will use)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    return OmegaConf.to_container(cfg.data, resolve=True)
+
+
+def scan_splits(data_cfg: dict) -> dict:
+    """ghostdet's scan of the data: both sides train and are scored on exactly these records."""
     from ghostdet.data import build_dataset
 
-    cfg = {"format": "voc", "root": str(data_root), "train": "train", "val": "val", "names": None, "cache": False}
+    cfg = {**data_cfg, "cache": False}
     return {split: build_dataset(cfg, split, imgsz=320, augment=False, cache=False, read_only=True)
             for split in ("train", "val")}
 
 
-def write_yolo_copy(splits: dict, out: Path) -> Path:
-    """The same split as YOLO txt for ultralytics: images linked, one line per box, normalised xywh."""
-    root = out / "yolo_data"
-    shutil.rmtree(root, ignore_errors=True)
+def write_yolo_copy(splits: dict, out: Path, name: str) -> Path:
+    """The same split as YOLO txt for ultralytics (``<out>/yolo_data_<name>``): images linked, one line per box,
+    normalised xywh. Written once: a folder with the same content is reused (runs of the peers in parallel processes
+    on one ``--out`` share it); written to a temporary folder and renamed."""
+    content = {}
     for split, ds in splits.items():
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
         for rec in ds.records:
             src = Path(rec.file).resolve()
-            (root / "images" / split / src.name).symlink_to(src)
             lines = [f"{int(c)} {(x1 + x2) / 2 / rec.width:.6f} {(y1 + y2) / 2 / rec.height:.6f} "
                      f"{(x2 - x1) / rec.width:.6f} {(y2 - y1) / rec.height:.6f}"
                      for (x1, y1, x2, y2), c in zip(rec.boxes.tolist(), rec.labels.tolist())]
-            (root / "labels" / split / (src.stem + ".txt")).write_text("\n".join(lines) + ("\n" if lines else ""))
-    names = splits["train"].names
+            content[f"{split}/{src.name}"] = [str(src), lines]
+    names = list(splits["train"].names)
+    manifest = {"names": names, "files": content}
+    root = out / f"yolo_data_{name.replace(' ', '_')}"
     yaml_path = root / "data.yaml"
-    yaml_path.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n"
-                         + "".join(f"  {i}: {n}\n" for i, n in enumerate(names)))
+    if (root / "manifest.json").is_file() and json.loads((root / "manifest.json").read_text()) == manifest:
+        return yaml_path
+    tmp = Path(tempfile.mkdtemp(prefix=".yolo_data_", dir=out))
+    for key, (src, lines) in content.items():
+        split, file = key.split("/", 1)
+        (tmp / "images" / split).mkdir(parents=True, exist_ok=True)
+        (tmp / "labels" / split).mkdir(parents=True, exist_ok=True)
+        (tmp / "images" / split / file).symlink_to(src)
+        (tmp / "labels" / split / (Path(file).stem + ".txt")).write_text("\n".join(lines) + ("\n" if lines else ""))
+    (tmp / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n"
+                                   + "".join(f"  {i}: {n}\n" for i, n in enumerate(names)))
+    (tmp / "manifest.json").write_text(json.dumps(manifest))
+    if root.exists():  # another data set under the same name: replace it (no run of this --out may be using it)
+        shutil.rmtree(root)
+    try:
+        os.rename(tmp, root)
+    except OSError:  # a parallel run wrote it first
+        shutil.rmtree(tmp, ignore_errors=True)
     return yaml_path
 
 
+# ------------------------------------------------------------------------------------------------------ training
 def timed_run(cmd: list[str], env: dict, log_file: Path) -> tuple[float, float, float]:
     before = load_avg()
     t0 = time.perf_counter()
@@ -112,7 +271,8 @@ def timed_run(cmd: list[str], env: dict, log_file: Path) -> tuple[float, float, 
         proc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"{cmd[1]} failed (exit {proc.returncode}); see {log_file}")
+        raise SystemExit(f"error: {Path(cmd[1]).name if cmd[1] != '-c' else 'ultralytics'} failed "
+                         f"(exit {proc.returncode}); see {log_file}")
     return dt, before, load_avg()
 
 
@@ -140,38 +300,50 @@ def _finish(run_dir: Path, cmd: list, record: dict) -> dict:
     return record
 
 
-def train_ghostdet(spec: str, args, out: Path, env: dict) -> dict:
+def _seed_suffix(seed: int) -> str:
+    return "" if seed == 0 else f"_s{seed}"
+
+
+def train_ghostdet(spec: str, seed: int, args, env: dict) -> dict:
     model, imgsz, overrides = parse_point(spec, args.imgsz)
     slug = "_".join([model, str(imgsz), *(o.replace("model.", "").replace("=", "") for o in overrides)])
-    run_dir = out / f"ghostdet_{slug}"
-    cmd = [sys.executable, str(ROOT / "tools" / "train.py"), f"model={model}", "data=voc",
-           f"data.root={args.data_root}", f"imgsz={imgsz}", f"epochs={args.epochs}", f"batch={args.batch}",
-           "device=cpu", f"seed={args.seed}", "progress=false", "tensorboard=false", f"hydra.run.dir={run_dir}",
-           *args.overrides, *overrides]
+    run_dir = args.out / f"ghostdet_{slug}{_seed_suffix(seed)}"
+    cmd = [sys.executable, str(ROOT / "tools" / "train.py"), f"model={model}", *args.data_overrides,
+           f"imgsz={imgsz}", f"epochs={args.epochs}", f"batch={args.batch}", "device=cpu", f"seed={seed}",
+           "progress=false", "tensorboard=false", f"hydra.run.dir={run_dir}", *args.overrides, *overrides]
     if args.reuse and (record := _reused(run_dir, cmd)):
         return record
     shutil.rmtree(run_dir, ignore_errors=True)
-    dt, before, after = timed_run(cmd, env, out / f"ghostdet_{slug}.log")
+    print(f"training ghostdet {spec} seed {seed} ...", file=sys.stderr, flush=True)
+    dt, before, after = timed_run(cmd, env, args.out / f"ghostdet_{slug}{_seed_suffix(seed)}.log")
     return _finish(run_dir, cmd, {
-        "side": "ghostdet", "model": " ".join([model, *overrides]), "config": model, "overrides": overrides,
-        "imgsz": imgsz, "wall_s": dt, "load": (before, after),
+        "side": "ghostdet", "model": " ".join([model, *overrides]), "label": " ".join([model, *overrides]),
+        "config": model, "overrides": overrides, "imgsz": imgsz, "seed": seed, "wall_s": dt, "load": (before, after),
         "epoch_s_median": median_epoch_s(run_dir / "results.csv", "ghostdet"),
         "weights": {w: str(run_dir / "weights" / f"{w}.pt") for w in ("best", "last")}})
 
 
-def train_peer(imgsz: int, args, out: Path, env: dict, data_yaml: Path) -> dict:
-    project = out / f"ultralytics_{imgsz}"
-    spec = {"cfg": "yolov8n-ghost.yaml", "data": str(data_yaml), "epochs": args.epochs, "imgsz": imgsz,
-            "batch": args.batch, "project": str(project), "seed": args.seed}
-    cmd = [args.ul_python, "-c", UL_TRAIN, json.dumps(spec)]
-    if args.reuse and (record := _reused(project, cmd)):
-        return record
-    shutil.rmtree(project, ignore_errors=True)
-    dt, before, after = timed_run(cmd, env, out / f"ultralytics_{imgsz}.log")
-    return _finish(project, cmd, {
-        "side": "ultralytics", "model": "yolov8n-ghost", "imgsz": imgsz, "wall_s": dt, "load": (before, after),
-        "epoch_s_median": median_epoch_s(project / "train" / "results.csv", "ultralytics"),
-        "weights": {w: str(project / "train" / "weights" / f"{w}.pt") for w in ("best", "last")}})
+def train_peer(name: str, imgsz: int, seed: int, args, env: dict, data_yaml: Path, trained: dict) -> dict:
+    """One ultralytics training of peer ``name`` (peers sharing a yaml share the training: ``trained`` memo)."""
+    spec_peer = peer_models.peer(name)
+    key = (spec_peer.train_key, imgsz, seed)
+    if key not in trained:
+        project = args.out / f"ultralytics_{spec_peer.train_key}_{imgsz}{_seed_suffix(seed)}"
+        spec = {"cfg": spec_peer.cfg, "data": str(data_yaml), "epochs": args.epochs, "imgsz": imgsz,
+                "batch": args.batch, "project": str(project), "seed": seed}
+        cmd = [args.ul_python_exe, "-c", UL_TRAIN, json.dumps(spec)]
+        record = _reused(project, cmd) if args.reuse else None
+        if record is None:
+            shutil.rmtree(project, ignore_errors=True)
+            print(f"training ultralytics {spec_peer.cfg} at {imgsz} seed {seed} ...", file=sys.stderr, flush=True)
+            dt, before, after = timed_run(cmd, env, args.out / f"{project.name}.log")
+            record = _finish(project, cmd, {
+                "side": "ultralytics", "cfg": spec_peer.cfg, "imgsz": imgsz, "seed": seed, "wall_s": dt,
+                "load": (before, after),
+                "epoch_s_median": median_epoch_s(project / "train" / "results.csv", "ultralytics"),
+                "weights": {w: str(project / "train" / "weights" / f"{w}.pt") for w in ("best", "last")}})
+        trained[key] = record
+    return {**trained[key], "model": name, "label": spec_peer.label, "peer": name}
 
 
 def median_epoch_s(results_csv: Path, side: str) -> float:
@@ -188,6 +360,7 @@ def median_epoch_s(results_csv: Path, side: str) -> float:
     return times[len(times) // 2] if times else float("nan")
 
 
+# ------------------------------------------------------------------------------------------------------- scoring
 def predict_ghostdet(weights: str, imgsz: int, images: list) -> list:
     from ghostdet.inference import Detector
 
@@ -200,93 +373,166 @@ def predict_ghostdet(weights: str, imgsz: int, images: list) -> list:
     return out
 
 
-def predict_peer(weights: str, imgsz: int, images: list, args, out: Path, env: dict) -> list:
-    path = out / "peer_predictions.json"
-    spec = {"weights": weights, "imgsz": imgsz, "images": images, "conf": CONF, "iou": IOU, "max_det": MAX_DET,
-            "out": str(path)}
-    subprocess.run([args.ul_python, "-c", UL_PREDICT, json.dumps(spec)], env=env, check=True, cwd=ROOT)
-    return json.loads(path.read_text())
+def predict_peer(run: dict, weights: str, images: list, args, env: dict) -> list:
+    with tempfile.TemporaryDirectory(dir=args.out) as tmp:
+        path = Path(tmp) / "predictions.json"
+        spec = {"weights": weights, "imgsz": run["imgsz"], "images": images, "conf": CONF, "iou": IOU,
+                "max_det": MAX_DET, "nms_free": peer_models.peer(run["peer"]).nms_free, "out": str(path)}
+        subprocess.run([args.ul_python_exe, "-c", UL_PREDICT, json.dumps(spec)], env=env, check=True, cwd=ROOT)
+        return json.loads(path.read_text())
 
 
 def score(evaluator, detections: list) -> dict:
     """AP (0.5:0.95), AP50, AP75 from ghostdet's COCO evaluator on its pycocotools backend (the official numbers)."""
     metrics = evaluator.evaluate(detections)
-    return {k: metrics[k] for k in ("AP", "AP50", "AP75")}
+    return {k: metrics[k] for k in METRICS}
+
+
+def spread(values: list[float]) -> dict:
+    """mean, sample std (0 for one value), min, max, n."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def point_key(run: dict) -> tuple:
+    return run["side"], run["model"], run["imgsz"]
+
+
+def aggregate(runs: list[dict]) -> list[dict]:
+    """One entry per point (side, model, imgsz): its runs over seeds, and per weights (``last``/``best``) and metric
+    the ``spread`` over seeds; epoch times averaged. Points in the order of ``runs``."""
+    points: dict[tuple, dict] = {}
+    for run in runs:
+        p = points.setdefault(point_key(run), {"side": run["side"], "model": run["model"], "label": run["label"],
+                                               "imgsz": run["imgsz"], "runs": []})
+        p["runs"].append(run)
+    for p in points.values():
+        p["seeds"] = [r["seed"] for r in p["runs"]]
+        p["scores"] = {which: {m: spread([r["scores"][which][m] for r in p["runs"]]) for m in METRICS}
+                       for which in p["runs"][0]["scores"]}
+        p["wall_s"] = statistics.fmean(r["wall_s"] for r in p["runs"])
+        p["epoch_s_median"] = statistics.fmean(r["epoch_s_median"] for r in p["runs"])
+    return list(points.values())
+
+
+def fmt_spread(s: dict) -> str:
+    return f"{s['mean']:.3f}" if s["n"] == 1 else f"{s['mean']:.3f} ± {s['std']:.3f} ({s['min']:.3f}-{s['max']:.3f})"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", type=Path, default=SHARED / "raccoon")
+    p.add_argument("--data-root", type=Path, default=SHARED / "raccoon", help="VOC data (default: raccoon)")
+    p.add_argument("--multi", action="store_true", help="the coco128 class-subset set instead (see above)")
+    p.add_argument("--multi-classes", type=int, default=10, help="--multi: the most frequent classes kept")
+    p.add_argument("--multi-train", type=int, default=100, help="--multi: train images (the rest of 128 are val)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--imgsz", type=int, default=320, help="ghostdet training/eval size (of points without @IMGSZ)")
     p.add_argument("--peer-imgsz", type=int, nargs="+", default=None, help="peer sizes (default: --imgsz)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for both (OMP_NUM_THREADS)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the seed when --seeds is not given")
+    p.add_argument("--seeds", type=int, nargs="+", help="train every point once per seed (e.g. 0 1 2)")
     p.add_argument("--models", nargs="+", default=["ghost_yolo"], help="ghostdet points: CONFIG[@IMGSZ] [key=value ...]")
+    p.add_argument("--peers", nargs="*", default=list(peer_models.DEFAULT_PEERS),
+                   help=f"ultralytics peers ({', '.join(peer_models.PEERS)}); none: ghostdet only")
     p.add_argument("--only", choices=["ghostdet", "ultralytics"])
     p.add_argument("--reuse", action="store_true", help="keep finished runs of the same command in --out")
-    p.add_argument("--ul-python", default=os.environ.get("UL_PYTHON", "/tmp/ulvenv/bin/python"),
-                   help="python of a venv with ultralytics installed")
+    peer_models.add_ultralytics_args(p)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_learning")
     p.add_argument("overrides", nargs="*", help="extra key=value overrides for every ghostdet run")
     return p
 
 
 def train_and_score(args) -> tuple[list[dict], dict]:
-    """Train every point of ``args`` (ghostdet points, then the peer sizes) and score each one's best and last
-    weights on the val split; returns ``(runs, split sizes)``."""
+    """Train every point of ``args`` (ghostdet points, then the peers at each size) once per seed and score each
+    run's best and last weights on the val split; returns ``(runs, info)`` (info: split sizes, data name)."""
     args.out = args.out.resolve()  # ultralytics puts a relative project under its own runs/detect/
     args.out.mkdir(parents=True, exist_ok=True)
+    args.seeds = args.seeds or [args.seed]
+    for name in args.peers:
+        peer_models.peer(name)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "YOLO_OFFLINE": "1"}
+    peers_needed = args.only != "ghostdet" and bool(args.peers)
+    if peers_needed:
+        args.ul_python_exe, ul_env = peer_models.ul_interpreter(args.ul_path, args.ul_python)
+        env_ul = {**ul_env, **{k: env[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
 
-    splits = scan_splits(args.data_root)
+    args.data_overrides, data_name = dataset(args)
+    splits = scan_splits(data_config(args.data_overrides))
     gt = splits["val"].coco_gt(from_json=False)
     (args.out / "val_gt.json").write_text(json.dumps(gt.dataset))
     images = [(img["id"], str(Path(rec.file).resolve())) for img, rec in zip(gt.dataset["images"], splits["val"].records)]
 
     from ghostdet.eval import COCOEvaluator
 
-    evaluator = COCOEvaluator(gt, backend="pycocotools")  # both sides scored by one evaluator
+    evaluator = COCOEvaluator(gt, backend="pycocotools")  # every run scored by one evaluator
     runs = []
     if args.only != "ultralytics":
         for spec in args.models:
-            runs.append(train_ghostdet(spec, args, args.out, env))
-    if args.only != "ghostdet":
-        data_yaml = write_yolo_copy(splits, args.out)
-        for imgsz in args.peer_imgsz or [args.imgsz]:
-            runs.append(train_peer(imgsz, args, args.out, env, data_yaml))
+            for seed in args.seeds:
+                runs.append(train_ghostdet(spec, seed, args, env))
+    if peers_needed:
+        data_yaml = write_yolo_copy(splits, args.out, data_name)
+        trained: dict = {}
+        for name in args.peers:
+            for imgsz in args.peer_imgsz or [args.imgsz]:
+                for seed in args.seeds:
+                    runs.append(train_peer(name, imgsz, seed, args, env_ul, data_yaml, trained))
 
+    gt_digest = hashlib.sha1(json.dumps(gt.dataset, sort_keys=True).encode()).hexdigest()
     for run in runs:
         run["scores"] = {}
         for which, weights in run["weights"].items():
+            # a score is kept beside the weights (same weights file, ground truth and settings: the same number), so
+            # the final --reuse run of a parallel sweep does not predict everything again
+            key = {"weights": weights, "mtime": os.path.getmtime(weights), "gt": gt_digest, "model": run["model"],
+                   "imgsz": run["imgsz"], "conf": CONF, "iou": IOU, "max_det": MAX_DET}
+            cache = Path(weights).parent / f"score_{which}_{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:12]}.json"
+            if cache.is_file():
+                run["scores"][which] = json.loads(cache.read_text())
+                continue
             dets = (predict_ghostdet(weights, run["imgsz"], images) if run["side"] == "ghostdet"
-                    else predict_peer(weights, run["imgsz"], images, args, args.out, env))
+                    else predict_peer(run, weights, images, args, env_ul))
             run["scores"][which] = score(evaluator, dets)
-    return runs, {split: len(ds) for split, ds in splits.items()}
+            cache.write_text(json.dumps(run["scores"][which]))
+    info = {"train": len(splits["train"]), "val": len(splits["val"]), "data": data_name,
+            "classes": len(splits["train"].names), "val_files": [f for _, f in images]}
+    return runs, info
 
 
 def main() -> None:
     args = parser().parse_args()
-    runs, sizes = train_and_score(args)
-    print(f"\n{args.data_root.name}: {sizes['train']} train / {sizes['val']} val images, {args.epochs} epochs, "
-          f"batch {args.batch}, {args.threads} threads, from scratch; {cpu_name()}, {os.cpu_count()} CPUs")
-    print("| model | imgsz | weights | AP | AP50 | AP75 | s/epoch: wall / epochs | s/epoch: median | load before/after |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    runs, info = train_and_score(args)
+    print(f"\n{info['data']}: {info['train']} train / {info['val']} val images, {info['classes']} classes, "
+          f"{args.epochs} epochs, batch {args.batch}, {args.threads} threads, from scratch, seeds {args.seeds}; "
+          f"{cpu_name()}, {os.cpu_count()} CPUs")
+    print("| model | imgsz | seed | weights | AP | AP50 | AP75 | s/epoch: wall / epochs | s/epoch: median | load before/after |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         for which, s in run["scores"].items():
-            print(f"| {run['side']} {run['model']} | {run['imgsz']} | {which} | {s['AP']:.3f} | {s['AP50']:.3f} | "
-                  f"{s['AP75']:.3f} | {run['wall_s'] / args.epochs:.2f} | {run['epoch_s_median']:.2f} | "
-                  f"{run['load'][0]:.1f}/{run['load'][1]:.1f} |")
-    for run in runs:
-        peers = [r for r in runs if r["side"] == "ultralytics" and r["imgsz"] == run["imgsz"]]
-        if run["side"] == "ghostdet" and peers:
-            print(f"{run['model']} epoch time / YOLOv8n-ghost's at {run['imgsz']}: "
-                  f"{run['wall_s'] / peers[0]['wall_s']:.2f}x (wall), "
-                  f"{run['epoch_s_median'] / peers[0]['epoch_s_median']:.2f}x (median epoch)")
+            print(f"| {run['side']} {run['label']} | {run['imgsz']} | {run['seed']} | {which} | {s['AP']:.3f} | "
+                  f"{s['AP50']:.3f} | {s['AP75']:.3f} | {run['wall_s'] / args.epochs:.2f} | "
+                  f"{run['epoch_s_median']:.2f} | {run['load'][0]:.1f}/{run['load'][1]:.1f} |")
+    points = aggregate(runs)
+    print(f"\nMean over seeds {args.seeds} (± sample std, min-max):")
+    print("| model | imgsz | AP (last) | AP50 (last) | AP75 (last) | AP (best.pt) | s/epoch median |")
+    print("|---|---|---|---|---|---|---|")
+    for p in points:
+        last, best = p["scores"]["last"], p["scores"]["best"]
+        print(f"| {p['side']} {p['label']} | {p['imgsz']} | {fmt_spread(last['AP'])} | {fmt_spread(last['AP50'])} | "
+              f"{fmt_spread(last['AP75'])} | {fmt_spread(best['AP'])} | {p['epoch_s_median']:.2f} |")
+    for p in points:
+        if p["side"] != "ghostdet":
+            continue
+        for q in (q for q in points if q["side"] == "ultralytics" and q["imgsz"] == p["imgsz"]):
+            print(f"{p['label']} epoch time / {q['label']}'s at {p['imgsz']}: {p['wall_s'] / q['wall_s']:.2f}x (wall), "
+                  f"{p['epoch_s_median'] / q['epoch_s_median']:.2f}x (median epoch)")
     (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                       "cpu": cpu_name(), "runs": runs}, indent=1))
+                                                       "cpu": cpu_name(), "data": info, "runs": runs,
+                                                       "points": [{k: v for k, v in p.items() if k != "runs"}
+                                                                  for p in points]}, indent=1))
+    print(f"data: {args.out / 'results.json'}")
 
 
 if __name__ == "__main__":
