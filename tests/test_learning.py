@@ -1,4 +1,5 @@
-"""Does the trainer actually learn? The real Trainer on real photos (the raccoon set: 160 train / 40 val, one class).
+"""Does the trainer actually learn? The real Trainer on real photos (the raccoon set: 160 train / 40 val, one class),
+and the default config's short run on the generated shapes (issue 23 §1, at the end).
 
 The other training tests check outputs, resume and plumbing on a few generated images; none of them would notice a
 trainer that runs but does not learn. Here, deliberately broken (monkeypatched once each), an LR of 0, a scheduler
@@ -75,3 +76,27 @@ def test_trainer_learns_raccoon(raccoon, tmp_path, one_torch_thread):
         f"val mAP50 {best['mAP50']:.3f} at the best epoch ({best['epoch']}), {final:.3f} at the last: below "
         f"{MIN_MAP50} after {EPOCHS} epochs (untrained: 0.42; a correct trainer: 0.60-0.69): something in the "
         "learning path (optimizer groups, LR schedule, accumulation, EMA, augmentation boxes, assigner) is broken")
+
+
+# issue 23 §1: the default config (close_mosaic: 3) for 3 epochs on shapes. Measured val mAP50 after epochs 1/2/3:
+# 0.060 / 0.202 / 0.298 (seed 0) and 0.032 / 0.163 / 0.251 (seed 1); with the statistics of the untrained BatchNorm
+# frozen (mosaic closed at epoch 0, close_mosaic_bn: freeze) it was 0.001 / 0.0004 / 0.005 (imgsz 160, the issue's
+# A/B). The threshold sits 0.10 below the lowest correct run and 30x above the frozen one.
+SHORT_EPOCHS = 3
+MIN_SHORT_MAP50 = 0.15
+
+
+@pytest.mark.slow
+def test_default_config_learns_shapes_in_three_epochs(tmp_path, one_torch_thread):
+    """A short first run (what users try first) learns: mosaic closes at once, and BatchNorm statistics with no
+    mosaic epoch behind them keep updating. About 2 minutes on an idle 2-core CPU."""
+    overrides = [f"epochs={SHORT_EPOCHS}", f"data.root={tmp_path / 'shapes'}", "progress=false", "tensorboard=false"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    assert int(cfg.close_mosaic) >= SHORT_EPOCHS and cfg.close_mosaic_bn == "freeze"  # the defaults under test
+    best = train(cfg, tmp_path / "run")
+    last = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")
+    assert last["mosaic_epochs"] == 0
+    assert best["mAP50"] >= MIN_SHORT_MAP50, (
+        f"val mAP50 {best['mAP50']:.3f} after {SHORT_EPOCHS} epochs of the default config on shapes: below "
+        f"{MIN_SHORT_MAP50} (a correct trainer: 0.25-0.30; frozen untrained BatchNorm statistics: ~0.005)")

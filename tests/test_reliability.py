@@ -181,16 +181,16 @@ def test_resume_values(value):
     assert not is_no_resume(value)
 
 
-def test_train_tool_resolver_uses_the_same_definition():
+def test_train_tool_run_dir_uses_the_same_definition(tmp_path, monkeypatch):
     from ghostdet.cli import train as tool  # what tools/train.py and `ghostdet train` run
     from ghostdet.engine import resume
 
-    # the tool's Hydra resolvers are the library's, which use the library's is_no_resume
-    assert tool.train_run_dir is resume.train_run_dir and tool.hydra_output_subdir is resume.hydra_output_subdir
-    assert resume.is_no_resume is is_no_resume
-    for value in ("None", "none", "null", None, False):
-        assert resume.train_run_dir(value, "runs/train/default") == "runs/train/default"
-        assert resume.hydra_output_subdir(value) == ".hydra"
+    # the tool chooses its run dir with the library's is_no_resume: every "no resume" spelling is a fresh run
+    assert tool.is_no_resume is resume.is_no_resume is is_no_resume
+    monkeypatch.chdir(tmp_path)
+    for value in ("None", "none", "null", "", "false"):
+        run = tool.train_run_dir([f"resume={value}"])
+        assert not run.resuming and run.output_subdir == ".hydra" and run.path.parts[:2] == ("runs", "train")
 
 
 def test_trainer_given_resume_none_string_trains_from_scratch(shapes_root, tmp_path):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from ghostdet.engine import Trainer, TrainingError
 from ghostdet.engine import run_log
@@ -24,7 +23,7 @@ from helpers import CONFIG_DIR, ROOT, compose_train, tiny_overrides
 
 TRAIN_TOOL = ROOT / "tools" / "train.py"
 CKPT_KEYS = {"model", "ema", "ema_updates", "optimizer", "scheduler", "scaler", "epoch", "rng", "config", "names",
-             "category_ids", "metrics", "ghostdet_version"}
+             "category_ids", "metrics", "ghostdet_version", "mosaic_epochs"}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +65,7 @@ def test_tool_run_writes_every_output(shapes_root, tmp_path):
     for name in ("weights/last.pt", "weights/best.pt", "results.csv", "losses.png", "mAP.png", "train.log",
                  ".hydra/config.yaml", ".hydra/overrides.yaml"):
         assert (run_dir / name).is_file() and (run_dir / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (run_dir / "weights").iterdir()) == ["best.pt", "last.pt"]  # the lock is gone
     ckpt = torch.load(run_dir / "weights" / "last.pt", map_location="cpu", weights_only=True)
     assert CKPT_KEYS <= ckpt.keys()
     assert ckpt["epoch"] == 2 and ckpt["names"] == ["circle", "square", "triangle", "star", "cross"]
@@ -89,7 +89,8 @@ def test_tool_run_writes_every_output(shapes_root, tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_epoch_one_equals_uninterrupted_run(shapes_root, tmp_path, monkeypatch):
-    full = Trainer(compose_train(tiny_overrides(shapes_root)), tmp_path / "full")
+    overrides = tiny_overrides(shapes_root, workers=2)  # the default loader workers
+    full = Trainer(compose_train(overrides), tmp_path / "full")
     full.fit()
 
     original_log_epoch = run_log.RunLogger.log_epoch
@@ -97,17 +98,18 @@ def test_resume_after_epoch_one_equals_uninterrupted_run(shapes_root, tmp_path, 
     def ctrl_c_after_first_epoch(self, epoch, *args, **kwargs):
         original_log_epoch(self, epoch, *args, **kwargs)
         if epoch == 1:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # as a second Ctrl-C (stop at once) between the epochs
 
     monkeypatch.setattr(run_log.RunLogger, "log_epoch", ctrl_c_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        Trainer(compose_train(tiny_overrides(shapes_root)), tmp_path / "split").fit()
+        Trainer(compose_train(overrides), tmp_path / "split").fit()
     monkeypatch.setattr(run_log.RunLogger, "log_epoch", original_log_epoch)
     last = tmp_path / "split" / "weights" / "last.pt"
     assert load_checkpoint(last)["epoch"] == 1
 
     resumed = Trainer(compose_train(tiny_overrides(shapes_root, resume=str(last))), tmp_path / "elsewhere")
     assert resumed.run_dir == (tmp_path / "split").resolve() and resumed.start_epoch == 1
+    assert int(resumed.cfg.workers) == 2  # the run's own config
     resumed.fit()
     a = load_checkpoint(tmp_path / "full" / "weights" / "last.pt")
     b = load_checkpoint(last)
@@ -125,28 +127,28 @@ def test_resume_after_epoch_one_equals_uninterrupted_run(shapes_root, tmp_path, 
                        resume_overrides={"epochs": 3})
     assert extended.start_epoch == 2 and extended.epochs == 3
     assert extended.scheduler.total_steps == 3 * extended.iters_per_epoch
+    extended.close()
 
 
 @pytest.mark.slow
-def test_ctrl_c_mid_epoch_saves_last_and_nonfinite_losses_stop(shapes_root, tmp_path, caplog):
+def test_a_second_ctrl_c_writes_nothing_and_nonfinite_losses_stop(shapes_root, tmp_path, caplog):
     trainer = Trainer(compose_train(tiny_overrides(shapes_root, nbs=4)), tmp_path / "run")  # a step per batch
     real_loss = trainer.criterion
     calls = {"n": 0}
 
     def interrupt_on_second_batch(*args):
         calls["n"] += 1
-        if calls["n"] == 2:  # epoch 1, after one optimizer step
+        if calls["n"] == 2:  # KeyboardInterrupt itself: the second Ctrl-C, which stops at once
             raise KeyboardInterrupt
         return real_loss(*args)
 
     trainer.criterion = interrupt_on_second_batch
-    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
-    ckpt = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")
-    assert ckpt["epoch"] == 0 and ckpt["interrupted"] is True and ckpt["ema_updates"] == 1
-    # the saved weights are those at the interruption (one optimizer step in), not the initial ones
-    assert any(not torch.equal(initial[k], v) for k, v in ckpt["model"].items() if v.is_floating_point())
+    # no completed epoch: nothing was saved, not even mid-epoch weights as last.pt (Ctrl-C once saves
+    # weights/interrupted.pt at an optimizer step: tests/test_resume.py)
+    assert not (tmp_path / "run" / "weights").exists()
+    assert "interrupted: no epoch completed yet" in caplog.text
 
     # NaN losses: skipped with a warning, then a clear stop; the last good checkpoint stays loadable
     trainer = Trainer(compose_train(tiny_overrides(shapes_root, epochs=3, max_nonfinite_steps=2)), tmp_path / "nan")
@@ -229,27 +231,15 @@ def test_booby_trapped_checkpoint_is_refused_and_never_runs(tmp_path):
 
 
 def test_command_line_errors_are_one_line(tmp_path):
-    proc = run_tool(["epoch=3", f"hydra.run.dir={tmp_path / 'a'}"], cwd=tmp_path)  # mistyped key: Hydra's message
-    assert proc.returncode == 1 and "Could not override 'epoch'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_tool(["epoch=3", f"hydra.run.dir={tmp_path / 'a'}"], cwd=tmp_path)  # mistyped key
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "Could not override 'epoch'" in proc.stderr or "did you mean epochs?" in proc.stderr
+    assert not (tmp_path / "a").exists()  # a failed command leaves no run dir
     if not torch.cuda.is_available():
         proc = run_tool(["device=cuda", f"hydra.run.dir={tmp_path / 'b'}"], cwd=tmp_path)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert proc.stderr.strip().splitlines()[-1].startswith("error: device=cuda: CUDA is not available")
-
-
-def test_resume_run_dir_resolver(tmp_path, monkeypatch):
-    """resume=PATH makes Hydra write into the resumed run's dir (keeping its .hydra/ config)."""
-    spec = importlib.util.spec_from_file_location("ghostdet_train_tool", TRAIN_TOOL)
-    monkeypatch.syspath_prepend(str(TRAIN_TOOL.parent))
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # registers the resolvers
-    last = tmp_path / "2026-01-01" / "10-00-00" / "weights" / "last.pt"
-    last.parent.mkdir(parents=True)
-    last.write_bytes(b"")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"resume={last}"], return_hydra_config=True)
-        fresh = compose(config_name="train", return_hydra_config=True)
-    assert Path(cfg.hydra.run.dir) == last.parent.parent.resolve() and cfg.hydra.output_subdir == ".hydra/resume"
-    assert fresh.hydra.run.dir.startswith("runs/train/") and fresh.hydra.output_subdir == ".hydra"
+        assert not (tmp_path / "b").exists()
 
 
 DDP_WORKER = textwrap.dedent("""

@@ -11,7 +11,8 @@ import pytest
 import torch
 from helpers import compose_train, tiny_overrides
 
-from ghostdet.engine import Trainer
+from ghostdet.engine import Trainer, state
+from ghostdet.utils.checkpoint import save_checkpoint
 from ghostdet.utils.errors import ConfigError
 
 
@@ -80,6 +81,34 @@ def test_close_mosaic_bn_freezes_or_updates_the_statistics_of_the_closed_epochs(
     assert any(not torch.equal(a, p) for a, p in zip(weights, trainer.model.parameters())), "the weights must train"
     trainer.train_model.train()
     assert all(m.training for m in trainer.model.modules()), "model.train() undoes the freeze"
+
+
+def test_a_run_with_no_mosaic_epoch_behind_it_keeps_updating_batchnorm(shapes_root, tmp_path):
+    """Issue 23 §1: close_mosaic >= epochs (the defaults close_mosaic: 3 with epochs=3) closes mosaic at the first
+    epoch; "freeze" must not freeze the untrained statistics (mean 0, var 1) for the whole run."""
+    trainer = Trainer(compose_train(tiny_overrides(shapes_root, epochs=2, close_mosaic=3, close_mosaic_bn="freeze")),
+                      tmp_path / "short")
+    before = _bn_stats(trainer.model)
+    trainer.train_one_epoch(0)
+    assert trainer.mosaic_closed and trainer.mosaic_epochs == 0
+    assert all(not torch.equal(a, b) for a, b in zip(before, _bn_stats(trainer.model))), "BatchNorm stats frozen"
+    trainer.close()
+
+    # a resumed run whose history has a mosaic epoch keeps its mosaic statistics frozen in the closed epochs, also
+    # from a checkpoint written before "mosaic_epochs" was stored (inferred from its config)
+    first = Trainer(compose_train(tiny_overrides(shapes_root, epochs=2, close_mosaic=1)), tmp_path / "long")
+    first.train_one_epoch(0)
+    assert first.mosaic_epochs == 1
+    ckpt = state.state_dict(first, 1)
+    first.close()
+    del ckpt["mosaic_epochs"]
+    last = save_checkpoint(ckpt, tmp_path / "long" / "weights" / "last.pt")
+    resumed = Trainer(compose_train(tiny_overrides(shapes_root, resume=str(last))), tmp_path / "x")
+    assert resumed.mosaic_epochs == 1
+    before = _bn_stats(resumed.model)
+    resumed.train_one_epoch(1)
+    assert resumed.mosaic_closed and all(torch.equal(a, b) for a, b in zip(before, _bn_stats(resumed.model)))
+    resumed.close()
 
 
 def test_close_mosaic_bn_rejects_unknown_modes(shapes_root, tmp_path):

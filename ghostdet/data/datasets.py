@@ -153,7 +153,10 @@ class DetectionDataset(Dataset):
         log.info("cached %d images in RAM (%.2f GB) in %.1f s", len(self), need / 1e9, time.perf_counter() - start)
         return True
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict:
+        if isinstance(index, tuple):  # (index, seed) from the training sampler: the augmentation follows from it alone
+            index, seed = index
+            self.set_random_seed(seed)
         rec = self.records[index]
         if self.augment:
             img, boxes, labels, crowd = self.transform(index, use_mosaic=self.mosaic_enabled)

@@ -1,6 +1,7 @@
-"""Training engine: trainer (trainer.py), resume (resume.py), mixed precision (amp.py), EMA (ema.py), optimizer
-groups and LR schedule (optim.py), results.csv/plots/TensorBoard (run_log.py), seeding and RNG state (seeding.py),
-distributed helpers (distributed.py)."""
+"""Training engine: trainer (trainer.py), the checkpointed training state (state.py), resume (resume.py), run dirs
+and the lock of a live run (run_dir.py), Ctrl-C (interrupt.py), mixed precision (amp.py), EMA (ema.py), optimizer
+groups and LR schedule (optim.py), evaluation during training (validation.py), results.csv/plots/TensorBoard
+(run_log.py), seeding and RNG state (seeding.py), distributed helpers (distributed.py)."""
 from ghostdet.engine.ema import ModelEMA, unwrap_model
 from ghostdet.engine.optim import WarmupDecayLR, build_optimizer, param_groups
 from ghostdet.engine.resume import RESUME_OVERRIDABLE, find_resume_checkpoint, is_no_resume, run_dir_of_checkpoint

@@ -142,3 +142,24 @@ class WarmupDecayLR(LRScheduler):
                 group["betas"] = (m, group["betas"][1])
             else:
                 group["momentum"] = m
+
+
+def build_training_optimizer(cfg, model: nn.Module, iters_per_epoch: int, world_size: int = 1):
+    """``(accumulate, optimizer, scheduler)`` of a train config (``configs/train.yaml``: ``batch``, ``nbs``,
+    ``epochs``, ``optimizer``, ``schedule``) for ``world_size`` processes of ``iters_per_epoch`` iterations."""
+    opt, sch = cfg.optimizer, cfg.schedule
+    nbs = int(cfg.get("nbs", 64))
+    total_batch = int(cfg.batch) * world_size
+    # accumulate gradients to a nominal batch of `nbs` images; weight decay is defined per nominal batch
+    accumulate = max(round(nbs / total_batch), 1)
+    weight_decay = float(opt.weight_decay) * total_batch * accumulate / nbs
+    optimizer = build_optimizer(model, name=opt.name, lr=float(opt.lr), momentum=float(opt.momentum),
+                                weight_decay=weight_decay, nesterov=bool(opt.get("nesterov", True)))
+    total_steps = int(cfg.epochs) * iters_per_epoch
+    warmup = max(round(float(sch.warmup_epochs) * iters_per_epoch), int(sch.get("min_warmup_iters", 0))) \
+        if float(sch.warmup_epochs) > 0 else 0
+    scheduler = WarmupDecayLR(optimizer, total_steps=total_steps, warmup_steps=min(warmup, total_steps // 2),
+                              schedule=str(sch.name), final_lr_ratio=float(sch.final_lr_ratio),
+                              warmup_bias_lr=float(sch.get("warmup_bias_lr", 0.0)),
+                              warmup_momentum=sch.get("warmup_momentum"))
+    return accumulate, optimizer, scheduler

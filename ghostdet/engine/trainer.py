@@ -1,39 +1,38 @@
 """The training loop: data, model, loss, optimizer, schedule, EMA, DDP, evaluation, checkpoints.
 
-Resume lives in ``engine/resume.py``, mixed precision in ``engine/amp.py``, what a run writes besides checkpoints
-in ``engine/run_log.py``, seeding in ``engine/seeding.py``.
+The checkpoint layout and its restoring are ``engine/state.py``, finding what ``resume=`` names ``engine/resume.py``,
+run dirs and the lock of a live run ``engine/run_dir.py``, mixed precision ``engine/amp.py``, what a run writes
+besides checkpoints ``engine/run_log.py``, seeding ``engine/seeding.py``, collectives ``engine/distributed.py``.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-import ghostdet
 from ghostdet.engine import distributed as dist_utils
+from ghostdet.engine import state
 from ghostdet.engine.amp import mixed_precision
 from ghostdet.engine.ema import ModelEMA
-from ghostdet.engine.optim import WarmupDecayLR, build_optimizer, check_optimizer_name, check_schedule_name
-from ghostdet.engine.resume import (is_no_resume, load_resume, restore_training_state,
-                                    shared_run_dir)
-from ghostdet.engine.run_log import LOSS_KEYS, RunLogger
-from ghostdet.engine.seeding import rng_state, seed_everything
+from ghostdet.engine.interrupt import StopRequest
+from ghostdet.engine.optim import build_training_optimizer, check_optimizer_name, check_schedule_name
+from ghostdet.engine.resume import is_no_resume, load_resume
+from ghostdet.engine.run_dir import RunLock, check_new_run_dir
+from ghostdet.engine.run_log import LOSS_KEYS, RunLogger, progress_bar, progress_text, summary_table
+from ghostdet.engine.seeding import seed_everything
+from ghostdet.engine.state import EpochStats
+from ghostdet.engine.validation import EpochValidator
 from ghostdet.models.layers import freeze_batchnorm_stats
-from ghostdet.models.reparam import deploy_form
 from ghostdet.utils.checkpoint import save_checkpoint
 from ghostdet.utils.cpu_memory import keep_freed_memory
 from ghostdet.utils.device import select_device
 from ghostdet.utils.errors import ConfigError, GhostdetError
 from ghostdet.utils.imgsz import check_imgsz, max_stride
-from ghostdet.utils.tables import text_table
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +41,13 @@ class TrainingError(GhostdetError):
     """Training cannot go on (e.g. the loss stayed non-finite); the last good checkpoint is kept."""
 
 
-@dataclass
-class _EpochStats:
-    """The host-side running figures of one epoch."""
-
-    loss_sums: torch.Tensor  # float64, per LOSS_KEYS, over the finite iterations
-    n_good: int = 0
-    bad_in_row: int = 0
-    images_seen: int = 0
-    t_start: float = field(default_factory=time.time)
-
-    def mean(self) -> torch.Tensor:
-        return self.loss_sums / max(self.n_good, 1)
-
-
-def _to_container(cfg) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-
-
 class Trainer:
     """Trains a detector as described by a train config (``configs/train.yaml``) and writes a run dir.
 
-    ``resume_overrides``: on ``resume=...`` the run's own config is used; only these keys
+    ``run_dir`` must not hold another run's outputs (only the tool's ``.hydra/`` and ``train.log``); on
+    ``resume=...`` the run continues in its own dir with its own config, and only ``resume_overrides`` keys
     (from ``RESUME_OVERRIDABLE``) are taken from ``cfg`` — the tool passes the ones given on the command line.
+    The main process holds ``weights/train.lock`` from here until :meth:`fit` ends (or :meth:`close`).
     """
 
     def __init__(self, cfg: DictConfig, run_dir: str | Path, resume_overrides: dict | None = None):
@@ -75,38 +58,55 @@ class Trainer:
         self.resume_path: Path | None = resume.path if resume is not None else None
         self.cfg = cfg
         self.device = select_device(cfg.device, self.local_rank, self.world_size)
-        if self.device.type == "cpu" and cfg.get("reuse_freed_memory", True):
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # before the first collective: NCCL talks from the current device
+        elif cfg.get("reuse_freed_memory", True):
             keep_freed_memory()  # before the loaders fork their workers (ghostdet/utils/cpu_memory.py)
         self.distributed = dist_utils.init_distributed(self.device)
         self.is_main = dist_utils.is_main_process()
         if self.distributed:
             self.rank, self.world_size = dist_utils.rank(), dist_utils.world_size()
-        self.run_dir = shared_run_dir(run_dir)  # every rank writes into rank 0's run dir
+        self.run_dir = dist_utils.shared_run_dir(run_dir, self.device)  # every rank writes into rank 0's run dir
         self.weights_dir = self.run_dir / "weights"
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
         self.epochs = int(cfg.epochs)
         _check_config(cfg)  # before minutes of dataset scanning
+        self.logger: RunLogger | None = None
+        self.lock = RunLock(self.weights_dir) if self.is_main else None
+        if self.lock is not None:
+            if resume is None:
+                check_new_run_dir(self.run_dir)  # never replace another run's checkpoints and results
+            self.lock.acquire()
+        try:
+            self._set_up(resume)
+        except BaseException:
+            self.close()  # a failed start leaves no lock and no folder it created
+            raise
+
+    # ------------------------------------------------------------------ set-up
+    def _set_up(self, resume) -> None:
+        cfg = self.cfg
         # data augmentation differs per rank; model init is the same everywhere (DDP also broadcasts it)
         seed_everything(int(cfg.seed) + self.rank, bool(cfg.deterministic))
         torch.manual_seed(int(cfg.seed))
-
         self._build_data()
         self._build_model()
         self._build_optimization()
-        self.start_epoch = self.epochs_done = 0
+        self.start_epoch = self.epochs_done = self.start_iteration = 0
+        self.resume_stats: EpochStats | None = None
+        self.mosaic_epochs = 0  # epochs trained on mosaic batches, this run's history included
         self.best_fitness: float | None = None
         self.best_metrics: dict = {}
         self.last_metrics: dict = {}
-        self._evaluator = None
-        self.last_eval_stats: dict | None = None
-        self._in_epoch = False
+        self.validator = EpochValidator(self.val_set, getattr(self, "val_loader", None), cfg.get("val"), self.names,
+                                        self.category_ids, self.device, self.channels_last,
+                                        bool(cfg.get("progress", True)))
+        self._stop = StopRequest()  # Ctrl-C: stop at the next optimizer step
         if resume is not None:
-            restore_training_state(self, resume)
-        self.logger = RunLogger(self.run_dir, resume_epoch=self.start_epoch if self.resume_path else None,
-                                tensorboard=bool(cfg.get("tensorboard", True))) if self.is_main else None
+            state.load_state_dict(self, resume.checkpoint, resume.path)
+        if self.is_main:
+            self.logger = RunLogger(self.run_dir, resume_epoch=self.start_epoch if self.resume_path else None,
+                                    tensorboard=bool(cfg.get("tensorboard", True)))
 
-    # ------------------------------------------------------------------ set-up
     def _build_data(self) -> None:
         from ghostdet.data import build_dataloader, build_dataset
 
@@ -121,7 +121,8 @@ class Trainer:
         self.names = list(self.train_set.names)
         self.category_ids = list(self.train_set.category_ids) if getattr(self.train_set, "category_ids", None) else None
         self.mosaic_closed = False
-        self.train_loader = self._train_loader()
+        self.train_loader = build_dataloader(self.train_set, batch_size=int(cfg.batch), workers=int(cfg.workers),
+                                             shuffle=True, seed=int(cfg.seed), distributed=self.distributed)
         if self.val_set is not None:
             val_batch = int(cfg.get("val", {}).get("batch") or cfg.batch)
             self.val_loader = build_dataloader(self.val_set, batch_size=val_batch, workers=int(cfg.workers),
@@ -130,13 +131,8 @@ class Trainer:
         if self.iters_per_epoch == 0:
             raise ConfigError(f"batch={cfg.batch}: the training split has fewer images than one batch")
 
-    def _train_loader(self):
-        from ghostdet.data import build_dataloader
-
-        return build_dataloader(self.train_set, batch_size=int(self.cfg.batch), workers=int(self.cfg.workers), shuffle=True,
-                                seed=int(self.cfg.seed), distributed=self.distributed)
-
     def _build_model(self) -> None:
+        from ghostdet.models.loss import DetectionLoss
         from ghostdet.models.registry import build_model, to_spec
 
         cfg = self.cfg
@@ -156,7 +152,7 @@ class Trainer:
             else:
                 log.warning("sync_bn=true needs CUDA; keeping per-process BatchNorm on %s", self.device)
         self.model = model
-        self.criterion = self._build_loss(model)
+        self.criterion = DetectionLoss(model, **state.to_container(cfg.get("loss") or {}))
         self.train_model = model
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -165,29 +161,10 @@ class Trainer:
         self.ema = ModelEMA(model, decay=float(ema_cfg.get("decay", 0.9999)), tau=float(ema_cfg.get("tau", 2000))) \
             if ema_cfg.get("enabled", True) else None
 
-    def _build_loss(self, model):
-        from ghostdet.models.loss import DetectionLoss
-
-        loss_cfg = _to_container(self.cfg.get("loss") or {})
-        return DetectionLoss(model, **loss_cfg)
-
     def _build_optimization(self) -> None:
         cfg = self.cfg
-        opt, sch = cfg.optimizer, cfg.schedule
-        nbs = int(cfg.get("nbs", 64))
-        total_batch = int(cfg.batch) * self.world_size
-        # accumulate gradients to a nominal batch of `nbs` images; weight decay is defined per nominal batch
-        self.accumulate = max(round(nbs / total_batch), 1)
-        weight_decay = float(opt.weight_decay) * total_batch * self.accumulate / nbs
-        self.optimizer = build_optimizer(self.model, name=opt.name, lr=float(opt.lr), momentum=float(opt.momentum),
-                                         weight_decay=weight_decay, nesterov=bool(opt.get("nesterov", True)))
-        total_steps = self.epochs * self.iters_per_epoch
-        warmup = max(round(float(sch.warmup_epochs) * self.iters_per_epoch), int(sch.get("min_warmup_iters", 0))) \
-            if float(sch.warmup_epochs) > 0 else 0
-        self.scheduler = WarmupDecayLR(self.optimizer, total_steps=total_steps, warmup_steps=min(warmup, total_steps // 2),
-                                       schedule=str(sch.name), final_lr_ratio=float(sch.final_lr_ratio),
-                                       warmup_bias_lr=float(sch.get("warmup_bias_lr", 0.0)),
-                                       warmup_momentum=sch.get("warmup_momentum"))
+        self.accumulate, self.optimizer, self.scheduler = build_training_optimizer(
+            cfg, self.model, self.iters_per_epoch, self.world_size)
         self.amp = mixed_precision(cfg.get("amp", "auto"), self.device)
         self.scaler = self.amp.scaler
         self.clip_norm = float(cfg.get("clip_grad_norm", 10.0) or 0.0)
@@ -195,7 +172,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict:
-        """Train from ``start_epoch`` to ``epochs``; returns the best metrics (rank 0) or {}."""
+        """Train from where the run stands to ``epochs``; returns the best metrics (rank 0) or {}.
+
+        Ctrl-C stops cleanly at the next optimizer step (a second one stops at once): mid-epoch the state goes to
+        ``weights/interrupted.pt`` (``last.pt`` keeps the last completed epoch), then KeyboardInterrupt is raised.
+        """
         cfg = self.cfg
         if self.is_main:
             log.info("training %s on %s: %d train images, %d classes, imgsz %d, batch %d x %d process(es), "
@@ -206,103 +187,108 @@ class Trainer:
                      f", AMP {self.amp.dtype}" if self.amp.dtype else "")
             log.info("run dir: %s", self.run_dir)
         t0 = time.time()
-        epoch = self.start_epoch
         try:
-            for epoch in range(self.start_epoch, self.epochs):
-                epoch_t0 = time.time()
-                self._in_epoch = True
-                losses = self.train_one_epoch(epoch)
-                self._sync_buffers()
-                metrics = None
-                interval = max(int(cfg.get("eval_interval", 1)), 1)
-                if (epoch + 1) % interval == 0 or epoch + 1 == self.epochs:
-                    metrics = self.evaluate() if self.is_main else None
-                if self.is_main:
-                    self._end_epoch(epoch, losses, metrics, epoch_t0)
-                dist_utils.barrier()
+            with self._stop.on_sigint():
+                for epoch in range(self.start_epoch, self.epochs):
+                    epoch_t0 = time.time()
+                    losses = self.train_one_epoch(epoch)
+                    if losses is None:  # stopped mid-epoch; its state is in weights/interrupted.pt
+                        raise KeyboardInterrupt
+                    self._sync_buffers()
+                    metrics = None
+                    interval = max(int(cfg.get("eval_interval", 1)), 1)
+                    if (epoch + 1) % interval == 0 or epoch + 1 == self.epochs:
+                        metrics = self.evaluate() if self.is_main else None
+                    if self.is_main:
+                        self._end_epoch(epoch, losses, metrics, epoch_t0)
+                    dist_utils.barrier()
+                    if epoch + 1 < self.epochs and dist_utils.any_rank(self._stop.requested, self.device):
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
-            if self.is_main and self._in_epoch:
-                # keep the progress of the unfinished epoch; a resume runs that epoch again from these weights
-                path = self.save(self.weights_dir / "last.pt", self.epochs_done, interrupted=True)
-                log.warning("interrupted during epoch %d: saved %s; continue with resume=%s", epoch + 1, path, path)
-            elif self.is_main:
-                log.warning("interrupted after epoch %d; continue with resume=%s", self.epochs_done,
-                            self.weights_dir / "last.pt")
+            if self.is_main and not self._stop.saved:
+                saved = f"{self.weights_dir / 'last.pt'} holds epoch {self.epochs_done}" if self.epochs_done \
+                    else "no epoch completed yet"
+                log.warning("interrupted: %s; continue with resume=%s", saved, self.run_dir)
             raise
         finally:
-            if self.logger is not None:
-                self.logger.close()
+            self.close()
         if self.is_main:
             self._summary(time.time() - t0)
         dist_utils.barrier()
         return dict(self.best_metrics)
 
-    def _set_epoch_data(self, epoch: int) -> None:
+    def close(self) -> None:
+        """Close the run's logs and release its lock (``fit`` does it at the end)."""
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _set_epoch_data(self, epoch: int, start_iteration: int = 0) -> None:
         close = int(self.cfg.get("close_mosaic", 0) or 0)
         if close and not self.mosaic_closed and epoch >= self.epochs - close and hasattr(self.train_set, "set_mosaic"):
             log.info("closing mosaic for the last %d epoch(s)", self.epochs - epoch)
             self.train_set.set_mosaic(False)
             self.mosaic_closed = True  # the dataset's switch reaches its persistent workers too
-        # every epoch's shuffle and augmentation stream follows from (seed, epoch, rank) alone, so a resumed run
-        # sees the same batches as an uninterrupted one (exactly so with workers=0)
-        epoch_seed = int(self.cfg.seed) + 1000 * epoch + self.rank
-        generator = getattr(self.train_loader, "generator", None)
-        if generator is not None:
-            generator.manual_seed(epoch_seed)
-        if int(self.cfg.workers) == 0 and hasattr(self.train_set, "set_random_seed"):
-            self.train_set.set_random_seed(epoch_seed)
-        sampler = getattr(self.train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+            if _close_mosaic_bn(self.cfg) == "freeze" and not self.mosaic_epochs:
+                log.info("no mosaic epoch before: BatchNorm statistics keep updating (close_mosaic_bn=freeze keeps "
+                         "only statistics estimated on mosaic batches)")
+        # the order and every sample's augmentation follow from (seed, epoch, sample index) alone, so a resumed
+        # run sees the batches of an uninterrupted one; a run resumed mid-epoch skips the samples it has seen
+        self.train_loader.sampler.set_epoch(epoch, start_iteration * int(self.cfg.batch))
 
-    def train_one_epoch(self, epoch: int) -> dict:
-        """One pass over the training data; returns the epoch's mean losses (over finite iterations and ranks).
+    def train_one_epoch(self, epoch: int) -> dict | None:
+        """One pass over the training data; returns the epoch's mean losses (over finite iterations and ranks),
+        or None when Ctrl-C stopped it at an optimizer step (the state is then in ``weights/interrupted.pt``).
 
-        Nothing here waits for the device per iteration: a loss's finiteness stays on the device until the
-        optimizer step reads the flags of its accumulation window together with the gradient norm (one
-        host-device sync per step, as GradScaler has anyway). A window with a non-finite loss is skipped whole.
+        The loop itself reads the device once per optimizer step: a loss's finiteness stays there until the step
+        reads the flags of its accumulation window with the gradient norm and the stop request (as GradScaler
+        reads anyway). The loss's sparse assignment waits for the device where its sizes depend on the data (four
+        times a batch, models/loss.py). A window with a non-finite loss is skipped whole.
         """
-        self._set_epoch_data(epoch)
+        start = self.start_iteration if epoch == self.start_epoch else 0
+        stats = self.resume_stats if start else EpochStats(torch.zeros(len(LOSS_KEYS), dtype=torch.float64))
+        self.start_iteration, self.resume_stats = 0, None
+        self._set_epoch_data(epoch, start)
         self.train_model.train()
-        if self.mosaic_closed and _close_mosaic_bn(self.cfg) == "freeze":
+        # BatchNorm statistics estimated on mosaic batches stay frozen; with none behind them they keep updating
+        if self.mosaic_closed and _close_mosaic_bn(self.cfg) == "freeze" and self.mosaic_epochs > 0:
             freeze_batchnorm_stats(self.train_model)
-        stats = _EpochStats(torch.zeros(len(LOSS_KEYS), dtype=torch.float64))
-        bar, iterator = self._progress_bar(epoch)
-        n = len(self.train_loader)
+        mosaic_on = not self.mosaic_closed and self.train_set.transform.aug["mosaic"] > 0
+        bar, iterator = progress_bar(self.train_loader, f"epoch {epoch + 1}/{self.epochs}",
+                                     self.is_main and bool(self.cfg.get("progress", True)))
+        n = self.iters_per_epoch
         window: list[tuple[int, torch.Tensor, dict]] = []  # (iteration, finite flag on the device, loss items)
         self.optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(iterator):
-            images, targets, ignore = self._to_device(batch)
+        stopped_at = 0  # the iteration a Ctrl-C stopped the epoch after
+        for i, (images, targets, _metas, ignore) in enumerate(iterator, start):
+            # targets and crowd regions (ignore: no background loss there) stay on the host: the loss checks and
+            # pads them there, where their data-dependent sizes cost no device sync (models/loss.py)
+            images = images.to(self.device, non_blocking=True)  # the model makes them NHWC (use_channels_last)
             step_now = (i + 1) % self.accumulate == 0 or i + 1 == n
             finite, items = self._forward_backward(images, targets, ignore, step_now)
             window.append((i, finite, items))
             if step_now:
-                self._optimizer_step(epoch, window, stats)
+                if self._optimizer_step(epoch, window, stats) and i + 1 < n:
+                    stopped_at = i + 1
                 window = []
             self.scheduler.step()
             stats.images_seen += images.shape[0]
             if step_now and bar is not None:
-                self._show_progress(bar, stats)
+                bar.set_postfix_str(progress_text(stats.mean(), self.optimizer.param_groups[0]["lr"],
+                                                  stats.images_seen * self.world_size, stats.t_start))
+            if stopped_at:
+                break
         if bar is not None:
             bar.close()
-        mean = dist_utils.all_reduce_mean(stats.mean())
+        if stopped_at:
+            self._save_interrupted(epoch, stopped_at, stats)
+            return None
+        self.mosaic_epochs += int(mosaic_on)
+        mean = dist_utils.all_reduce_mean(stats.mean(), self.device)
         return dict(zip(LOSS_KEYS, mean.tolist()))
-
-    def _progress_bar(self, epoch: int):
-        """``(bar, iterable)``: a tqdm bar over the loader on the main process with ``progress=true``, else none."""
-        if not (self.is_main and self.cfg.get("progress", True)):
-            return None, self.train_loader
-        from tqdm import tqdm
-
-        bar = tqdm(self.train_loader, total=len(self.train_loader), desc=f"epoch {epoch + 1}/{self.epochs}",
-                   leave=True, dynamic_ncols=True, bar_format="{l_bar}{bar:20}{r_bar}")
-        return bar, bar
-
-    def _to_device(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, targets, _metas, ignore = batch
-        images = images.to(self.device, non_blocking=True)  # the model makes them NHWC (GhostYOLO.use_channels_last)
-        # crowd regions (ignore): no background loss there
-        return images, targets.to(self.device), ignore.to(self.device)
 
     def _forward_backward(self, images, targets, ignore, step_now: bool) -> tuple[torch.Tensor, dict]:
         """Forward, loss and backward of one batch; returns the loss's finiteness (a device tensor) and items."""
@@ -317,14 +303,15 @@ class Trainer:
             self.scaler.scale(loss * self.world_size if self.distributed else loss).backward()
         return torch.isfinite(loss.detach()).all(), items
 
-    def _optimizer_step(self, epoch: int, window: list, stats: "_EpochStats") -> None:
-        """Clip and step, unless a loss of the window or (without a scaler) the gradient norm is not finite."""
+    def _optimizer_step(self, epoch: int, window: list, stats: EpochStats) -> bool:
+        """Clip and step, unless a loss of the window or (without a scaler) the gradient norm is not finite.
+        Returns whether to stop here (Ctrl-C on any rank)."""
         norm = None
         if self.clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
                                                   self.clip_norm)
-        finite, norm_finite = self._read_flags([f for _, f, _ in window], norm)
+        finite, norm_finite, stop = self._read_flags([f for _, f, _ in window], norm)
         self._account(epoch, window, finite, stats)
         if all(finite) and (norm_finite or self.scaler.is_enabled()):  # GradScaler skips inf gradients itself
             self.scaler.step(self.optimizer)
@@ -332,26 +319,28 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None:
                 self.ema.update(self.model)
-            return
+            return stop
         if all(finite):
             log.warning("non-finite gradient norm; optimizer step skipped")
         if self.scaler.is_enabled() and self.clip_norm > 0:
             self.scaler.update()  # unscale_ ran: the scaler backs off and is ready for the next step
         self.optimizer.zero_grad(set_to_none=True)
+        return stop
 
-    def _read_flags(self, flags: list[torch.Tensor], norm: torch.Tensor | None) -> tuple[list[bool], bool]:
-        """The window's loss flags and the norm's finiteness on the host: the step's one device sync. Under DDP
-        the flags are the minimum over ranks, so every rank skips together."""
+    def _read_flags(self, flags: list[torch.Tensor], norm: torch.Tensor | None) -> tuple[list[bool], bool, bool]:
+        """The window's loss flags, the norm's finiteness and the stop request on the host: the step's one device
+        sync. Under DDP each is the minimum over ranks (one all-reduce), so every rank skips and stops together."""
         values = torch.stack(flags).float()
-        if norm is not None:
-            values = torch.cat([values, torch.isfinite(norm).float().view(1)])
+        norm_flag = [torch.isfinite(norm).float().view(1).to(values.device)] if norm is not None else []
+        values = torch.cat([values, *norm_flag, values.new_full((1,), 0.0 if self._stop.requested else 1.0)])
         if self.distributed:
-            values = values.to(self.device) if self.device.type == "cuda" else values.cpu()
-            torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.MIN)
+            values = dist_utils.all_reduce(values, self.device, torch.distributed.ReduceOp.MIN)
         host = [v > 0 for v in values.tolist()]
-        return (host[:-1], host[-1]) if norm is not None else (host, True)
+        stop = not host.pop()
+        norm_finite = host.pop() if norm is not None else True
+        return host, norm_finite, stop
 
-    def _account(self, epoch: int, window: list, finite: list[bool], stats: "_EpochStats") -> None:
+    def _account(self, epoch: int, window: list, finite: list[bool], stats: EpochStats) -> None:
         """Add the window's finite losses to the epoch's sums; warn of each non-finite one and stop after
         ``max_nonfinite_steps`` in a row."""
         for (i, _, items), ok in zip(window, finite):
@@ -370,73 +359,28 @@ class Trainer:
                     f"(last good checkpoint: {self.weights_dir / 'last.pt'}); lower optimizer.lr or check the data"
                 )
 
-    def _show_progress(self, bar, stats: "_EpochStats") -> None:
-        bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in zip(LOSS_KEYS, stats.mean().tolist()))
-                            + f" lr {self.optimizer.param_groups[0]['lr']:.2e}"
-                            + f" {stats.images_seen * self.world_size / max(time.time() - stats.t_start, 1e-9):.1f} img/s")
-
     def _sync_buffers(self) -> None:
         """BN running stats drift apart between ranks (each sees its own last batch): take rank 0's."""
-        if not self.distributed:
-            return
-        modules = [self.model] + ([self.ema.module] if self.ema is not None else [])
-        for m in modules:
-            for b in m.buffers():
-                torch.distributed.broadcast(b, 0)
+        if self.distributed:
+            modules = [self.model] + ([self.ema.module] if self.ema is not None else [])
+            dist_utils.broadcast_tensors([b for m in modules for b in m.buffers()])
 
     # ------------------------------------------------------------------ evaluation, checkpoints, logs
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
     def evaluate(self) -> dict:
-        from ghostdet.eval import COCOEvaluator, evaluate_model
+        """COCO mAP of the (EMA) weights on the val split (engine/validation.py)."""
+        return self.validator(self.eval_model())
 
-        val = self.cfg.get("val") or {}
-        if self._evaluator is None:  # built once: indexing the ground truth is not free
-            self._evaluator = COCOEvaluator(self.val_set.coco_gt())
-        # a deploy-form copy (re-parameterized, BatchNorm folded): what eval, detect and export run, and faster
-        model = deploy_form(copy.deepcopy(self.eval_model())).use_channels_last(self.channels_last)
-        # the epoch line carries the figures; the evaluator's 12-line COCO summary each epoch would drown it
-        eval_log = logging.getLogger("ghostdet.eval")
-        level = eval_log.level
-        eval_log.setLevel(logging.WARNING)
-        try:
-            result = evaluate_model(model, self.val_loader, self._evaluator, self.category_ids, names=self.names,
-                                    conf=float(val.get("conf", 0.001)), iou=float(val.get("iou", 0.7)),
-                                    max_det=int(val.get("max_det", 300)), device=self.device,
-                                    progress=bool(self.cfg.get("progress", True)))
-        finally:
-            eval_log.setLevel(level)
-        stats = self.last_eval_stats = result.metrics
-        return {
-            "mAP50-95": float(stats["AP"]), "mAP50": float(stats["AP50"]), "mAP75": float(stats.get("AP75", float("nan"))),
-            **{k: float(stats[k]) for k in ("APs", "APm", "APl", "AR100") if k in stats},
-        }
-
-    def checkpoint(self, epoch_done: int, interrupted: bool = False) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "ema_updates": self.ema.updates if self.ema is not None else 0,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": epoch_done,
-            "interrupted": interrupted,
-            "rng": rng_state(getattr(self.train_loader, "generator", None)),
-            "config": _to_container(self.cfg),
-            "names": list(self.names),
-            "category_ids": self.category_ids,
-            "metrics": dict(self.last_metrics),
-            "best_fitness": self.best_fitness,
-            "best_metrics": dict(self.best_metrics),
-            "model_spec": self.model_spec,  # registered names + plain values: how the model is rebuilt
-            "ghostdet_version": ghostdet.__version__,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-
-    def save(self, path: Path, epoch_done: int, interrupted: bool = False) -> Path:
-        return save_checkpoint(self.checkpoint(epoch_done, interrupted), path)
+    def _save_interrupted(self, epoch: int, iteration: int, stats: EpochStats) -> None:
+        if self.is_main:
+            path = save_checkpoint(state.state_dict(self, epoch, iteration, stats), self.weights_dir / state.INTERRUPTED)
+            self._stop.saved = True
+            log.warning("stopped at epoch %d, iteration %d of %d: saved %s (weights/last.pt keeps epoch %d); "
+                        "continue with resume=%s", epoch + 1, iteration, self.iters_per_epoch, path, self.epochs_done,
+                        self.run_dir)
+        dist_utils.barrier()
 
     def _end_epoch(self, epoch: int, losses: dict, metrics: dict | None, epoch_t0: float) -> None:
         """Best/last bookkeeping, checkpoints, the results row and the log line. The epoch's time counts the
@@ -448,9 +392,10 @@ class Trainer:
         if metrics is not None and (self.best_fitness is None or metrics["mAP50-95"] > self.best_fitness):
             self.best_fitness, self.best_metrics = metrics["mAP50-95"], {**metrics, "epoch": done}
             improved = True
-        ckpt = self.checkpoint(done)
+        ckpt = state.state_dict(self, done)
         save_checkpoint(ckpt, self.weights_dir / "last.pt")
-        self.epochs_done, self._in_epoch = done, False
+        (self.weights_dir / state.INTERRUPTED).unlink(missing_ok=True)  # last.pt is newer now
+        self.epochs_done = done
         if improved:  # best.pt: the best *evaluated* weights only (its best_metrics["epoch"] == its "epoch")
             save_checkpoint(ckpt, self.weights_dir / "best.pt")
         seconds = time.time() - epoch_t0
@@ -461,22 +406,9 @@ class Trainer:
         log.info("%s | %.1fs", msg, seconds)
 
     def _summary(self, seconds: float) -> None:
-        best = self.best_metrics
-        rows = [("epochs", f"{self.epochs}"), ("time", f"{seconds / 60:.1f} min")]
-        if best:
-            rows += [("best epoch", str(best.get("epoch"))), ("mAP50", f"{best['mAP50']:.4f}"),
-                     ("mAP50-95", f"{best['mAP50-95']:.4f}")]
-        last = self.last_metrics
-        if last:
-            rows += [("final mAP50", f"{last['mAP50']:.4f}"), ("final mAP50-95", f"{last['mAP50-95']:.4f}")]
-        rows += [("best.pt", str(self.weights_dir / "best.pt")), ("last.pt", str(self.weights_dir / "last.pt")),
-                 ("results", str(self.run_dir / "results.csv"))]
-        log.info("training finished\n%s", text_table(None, rows, align="ll", rule=True))
-        if self.last_eval_stats is not None and self.last_eval_stats.get("per_class"):
-            from ghostdet.eval.report import per_class_table
-
-            log.info("per-class AP of the last evaluation (EMA weights):\n%s",
-                     per_class_table(self.last_eval_stats, self._evaluator.coco_gt))
+        log.info("training finished\n%s", summary_table(self.epochs, seconds, self.best_metrics, self.last_metrics,
+                                                         self.run_dir))
+        self.validator.log_per_class()
 
 
 def _check_config(cfg: DictConfig) -> None:

@@ -3,6 +3,10 @@ CIoU box loss and distribution focal loss (DFL), normalised by the sum of target
 
 Everything is vectorised over the batch: targets are padded to ``B x M`` once, and the assigner works on
 ``B x M x A`` masks, with no Python loop over images or boxes.
+
+Device syncs: the targets are checked and padded where they are (the trainer passes the loader's host tensors),
+so only the sparse selections wait for the device, because their sizes depend on the data: the anchors inside a
+box, the top-k candidates, the winners per anchor and the foreground anchors (four per batch).
 """
 from __future__ import annotations
 
@@ -103,7 +107,8 @@ class TaskAlignedAssigner(nn.Module):
         first = torch.full((batch * num_anchors,), num_gt, dtype=torch.long, device=pos_m.device)
         first = first.scatter_reduce(0, anchor_key[wins], pos_m[wins], "amin")
         wins &= pos_m == first[anchor_key]
-        pos_b, pos_m, anchor_key, pos_align, pos_iou = (t[wins] for t in (pos_b, pos_m, anchor_key, pos_align, pos_iou))
+        keep = wins.nonzero(as_tuple=True)[0]  # one data-dependent size (a device sync) for the five selections
+        pos_b, pos_m, anchor_key, pos_align, pos_iou = (t[keep] for t in (pos_b, pos_m, anchor_key, pos_align, pos_iou))
 
         # soft targets: alignment normalised per box so that its best anchor scores the box's best IoU
         gt_key = pos_b * num_gt + pos_m
@@ -154,7 +159,7 @@ class DetectionLoss(nn.Module):
         self.assigner = TaskAlignedAssigner(head.num_classes, topk=topk, alpha=alpha, beta=beta)
 
     def forward(self, raw_outputs, targets: torch.Tensor, ignore: torch.Tensor | None = None):
-        # anchors come from the output shapes and strides
+        # anchors come from the output shapes and strides (float32, whatever the activations' dtype)
         head = self.head[0]
         box_logits, cls_logits = head.flatten(raw_outputs)  # B x A x 4R, B x A x C
         batch = cls_logits.shape[0]
@@ -163,14 +168,7 @@ class DetectionLoss(nn.Module):
         pred_boxes = dist2bbox(pred_dist, points)  # grid units
         cls_logits = cls_logits.float()
 
-        targets = targets.to(cls_logits.device, torch.float32)
-        if targets.ndim != 2 or targets.shape[1] != 6:
-            raise DataError(f"targets must be (N, 6) [batch_idx, class, x1, y1, x2, y2], got {tuple(targets.shape)}")
-        if targets.shape[0] and (targets[:, 1].min() < 0 or targets[:, 1].max() >= self.num_classes):
-            raise DataError(f"target classes span {int(targets[:, 1].min())}..{int(targets[:, 1].max())} but the model "
-                            f"has {self.num_classes} (0..{self.num_classes - 1}): build it with num_classes equal "
-                            "to the dataset's class count")
-        gt, gt_valid = pad_targets(targets, batch)
+        gt, gt_valid = self.prepare_targets(targets, batch, cls_logits.device)
         gt_labels, gt_boxes = gt[..., 0].long(), gt[..., 1:]
         gt_valid = gt_valid & ((gt_boxes[..., 2:] - gt_boxes[..., :2]).amin(-1) > 0)  # drop degenerate boxes
 
@@ -183,18 +181,20 @@ class DetectionLoss(nn.Module):
         if ignore is not None and ignore.numel():
             if ignore.ndim != 2 or ignore.shape[1] != 5:
                 raise DataError(f"ignore regions must be (K, 5) [batch_idx, x1, y1, x2, y2], got {tuple(ignore.shape)}")
-            regions, region_valid = pad_targets(ignore.to(cls_logits.device, torch.float32), batch)
+            regions, region_valid = (t.to(cls_logits.device, non_blocking=True)
+                                     for t in pad_targets(ignore.to(torch.float32), batch))
             in_ignore = (points_in_boxes(anchor_px, regions) & region_valid[..., None]).any(1)  # B x A
             cls_loss = cls_loss * (~(in_ignore & ~fg_mask))[..., None]
         cls_loss = cls_loss.sum() / target_score_sum
 
-        weight = target_scores.sum(-1)[fg_mask]  # n_fg
-        target_grid = target_boxes / stride  # grid units, as the predictions
-        iou_loss = complete_box_iou_loss(pred_boxes[fg_mask], target_grid[fg_mask], reduction="none")
+        fg = fg_mask.nonzero(as_tuple=True)  # (image, anchor) of each foreground anchor: one sync for all below
+        weight = target_scores.sum(-1)[fg]  # n_fg
+        target_grid = target_boxes[fg] / stride[fg[1]]  # grid units, as the predictions
+        iou_loss = complete_box_iou_loss(pred_boxes[fg], target_grid, reduction="none")
         box_loss = (iou_loss * weight).sum() / target_score_sum
 
-        target_dist = bbox2dist(points.expand(batch, -1, -1)[fg_mask], target_grid[fg_mask], self.reg_max - 1 - 0.01)
-        dfl_loss = (self.distribution_focal_loss(box_logits[fg_mask].float(), target_dist) * weight).sum() / target_score_sum
+        target_dist = bbox2dist(points[fg[1]], target_grid, self.reg_max - 1 - 0.01)
+        dfl_loss = (self.distribution_focal_loss(box_logits[fg].float(), target_dist) * weight).sum() / target_score_sum
 
         total = self.box_weight * box_loss + self.cls_weight * cls_loss + self.dfl_weight * dfl_loss
         if self.scale_by_batch:
@@ -203,6 +203,22 @@ class DetectionLoss(nn.Module):
         # optimizer step instead of once per batch
         items = {"box": box_loss.detach(), "cls": cls_loss.detach(), "dfl": dfl_loss.detach()}
         return total, items
+
+    def prepare_targets(self, targets: torch.Tensor, batch: int, device: torch.device):
+        """Check ``targets`` and pad them to ``(B x M x 5 [class, box], B x M valid)`` on ``device``.
+
+        The checks and the padded size M read values; done where the targets are (the trainer keeps the loader's
+        host tensors there), that costs no device sync: only the padded result is copied to ``device``.
+        """
+        targets = targets.to(torch.float32)
+        if targets.ndim != 2 or targets.shape[1] != 6:
+            raise DataError(f"targets must be (N, 6) [batch_idx, class, x1, y1, x2, y2], got {tuple(targets.shape)}")
+        if targets.shape[0] and (targets[:, 1].min() < 0 or targets[:, 1].max() >= self.num_classes):
+            raise DataError(f"target classes span {int(targets[:, 1].min())}..{int(targets[:, 1].max())} but the model "
+                            f"has {self.num_classes} (0..{self.num_classes - 1}): build it with num_classes equal "
+                            "to the dataset's class count")
+        gt, valid = pad_targets(targets, batch)
+        return gt.to(device, non_blocking=True), valid.to(device, non_blocking=True)
 
     def distribution_focal_loss(self, box_logits: torch.Tensor, target_dist: torch.Tensor) -> torch.Tensor:
         """DFL (Li et al., GFL 2020): cross-entropy towards the two bins around each continuous target,

@@ -2,10 +2,11 @@
 
 A checkpoint is a dict of tensors and plain Python data only, so it loads with
 ``torch.load(f, weights_only=True)``: loading never executes code from the file.
-Layout written by the trainer (see docs/CONTRACTS.md):
+Layout written by the trainer (``ghostdet/engine/state.py``, see docs/CONTRACTS.md):
 ``model`` (state dict), ``ema`` (state dict or None), ``ema_updates``, ``optimizer``, ``scheduler``,
-``scaler``, ``epoch``, ``rng``, ``config`` (resolved train config as plain dict), ``names``,
-``category_ids`` (COCO ids per class or None), ``metrics``, ``ghostdet_version``.
+``scaler``, ``epoch``, ``interrupted``, ``rng``, ``mosaic_epochs``, ``config`` (resolved train config as plain dict),
+``names``, ``category_ids`` (COCO ids per class or None), ``metrics``, ``model_spec``, ``ghostdet_version``; a
+``weights/interrupted.pt`` adds ``iteration`` and ``epoch_stats``.
 """
 from __future__ import annotations
 
@@ -27,8 +28,7 @@ def save_checkpoint(obj: dict, path: str | os.PathLike) -> Path:
     A crash at any point leaves either the old file or the new one, never half of one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as f:
+    with atomic_write(path, "wb") as f:  # creates the folder if needed (and removes it again on failure)
         torch.save(obj, f)
     return path
 

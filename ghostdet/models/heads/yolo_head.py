@@ -71,9 +71,10 @@ class YOLOHead(nn.Module):
         return flat.split((4 * self.reg_max, self.num_classes), 2)
 
     def anchors(self, raw: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anchor points (A, 2) in grid units and the stride (A, 1) of each, for these outputs."""
+        """Anchor points (A, 2) in grid units and the stride (A, 1) of each, for these outputs: float32 whatever
+        their dtype (bfloat16 holds x.5 exactly only below 128 cells, 1024 px at stride 8)."""
         sizes = [tuple(r.shape[-2:]) for r in raw]
-        return make_anchors(sizes, self.strides, device=raw[0].device, dtype=raw[0].dtype)
+        return make_anchors(sizes, self.strides, device=raw[0].device, dtype=torch.float32)
 
     def distances(self, box_logits: torch.Tensor) -> torch.Tensor:
         """DFL expectation: ``(..., 4*reg_max)`` logits -> ``(..., 4)`` distances in stride units."""
@@ -94,5 +95,7 @@ class YOLOHead(nn.Module):
         dist = (self.bins.to(probs.dtype).view(1, -1) @ probs).squeeze(2)  # B x 4 x A, in stride units
         points, stride = (t.t() for t in self.anchors(raw))  # 2 x A, 1 x A
         left_top, right_bottom = dist.chunk(2, 1)
-        boxes = torch.cat((points - left_top, points + right_bottom), 1) * stride
+        boxes = torch.cat((points - left_top, points + right_bottom), 1) * stride  # float32
+        if not torch.is_autocast_enabled(boxes.device.type):  # a half-precision model keeps its output dtype
+            boxes = boxes.to(dist.dtype)
         return boxes.transpose(1, 2), cls_logits.sigmoid().transpose(1, 2)
