@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostdet.cli import COMMANDS
+from ghostdet.cli import ALIASES, COMMANDS, main
 from helpers import ROOT
 
 TOOLS = {"train": "train", "eval": "eval", "detect": "detect", "export": "export", "benchmark": "benchmark",
@@ -44,6 +44,21 @@ def test_help_lists_every_command_and_an_unknown_one_is_a_one_line_error(tmp_pat
     bare = ghostdet(cwd=tmp_path)
     assert bare.returncode == 2 and "commands:" in bare.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_val_and_predict_are_eval_and_detect(monkeypatch, capsys):
+    """The names ultralytics users type: ``ghostdet val`` = eval, ``ghostdet predict`` = detect."""
+    assert ALIASES == {"val": "eval", "predict": "detect"}
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() sets sys.argv for the tool it runs
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ghostdet detect") and "--save-txt" in out
+    with pytest.raises(SystemExit):
+        main(["val", "wieghts=best.pt"])  # refused before Hydra: the eval tool's own check ran
+    assert "did you mean weights?" in capsys.readouterr().err
+    assert "aliases: val = eval, predict = detect" in ghostdet("--help", cwd=ROOT).stdout
 
 
 def test_tool_scripts_are_thin_and_call_the_package(project_root):

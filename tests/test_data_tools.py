@@ -32,6 +32,7 @@ def test_check_data_on_an_empty_folder_fails_with_one_line(project_root, shared_
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(empty) in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # a failed check leaves no run dir (Hydra had made it, with .hydra/)
 
 
 def test_check_data_lists_skipped_faults_and_exits_0(project_root, shared_data, tmp_path):

@@ -153,7 +153,7 @@ def test_detect_tool_writes_annotated_images_and_json(trained_checkpoint, coco12
     single = coco128 / "images" / "train2017" / f"{TRAIN_STEMS[2]}.jpg"
     proc = run_tool("detect.py", photos, single, "--weights", trained_checkpoint, "--conf", "0.1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    out = tmp_path / "runs" / "detect" / "1"
+    out = tmp_path / "runs" / "detect" / "exp"
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.jpg" for s in TRAIN_STEMS[:3]] + ["predictions.json"])
     assert "broken.jpg" in proc.stderr  # the unreadable file in the folder is named and skipped
     lines = [line for line in proc.stdout.splitlines() if line.endswith(" ms")]
@@ -177,8 +177,8 @@ def test_detect_tool_writes_annotated_images_and_json(trained_checkpoint, coco12
     proc = run_tool("detect.py", str(photos / "*.jpg"), "--weights", trained_checkpoint, "--no-save", "--classes", "0,bowl",
                     "--conf", "0.1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert [p.name for p in (tmp_path / "runs" / "detect" / "2").iterdir()] == ["predictions.json"]
-    filtered = json.loads((tmp_path / "runs" / "detect" / "2" / "predictions.json").read_text())
+    assert [p.name for p in (tmp_path / "runs" / "detect" / "exp2").iterdir()] == ["predictions.json"]
+    filtered = json.loads((tmp_path / "runs" / "detect" / "exp2" / "predictions.json").read_text())
     names = {d["name"] for r in filtered for d in r["detections"]}
     assert names and names <= {"person", "bowl"}
 
@@ -198,6 +198,7 @@ def test_detect_tool_bad_inputs_fail_with_one_line(trained_checkpoint, coco128, 
     }
     for proc, fragments in zip(run_tools_concurrently(list(cases), cwd=tmp_path), cases.values()):
         assert_one_line_error(proc, *fragments)
+    assert not (tmp_path / "runs").exists()  # a failed detect writes nothing (no predictions.json holding [])
 
 
 class _Payload:

@@ -1,4 +1,5 @@
-"""The evaluation loop on real loaders (YOLO-format split, in-memory ground truth) and tools/eval.py end to end."""
+"""The evaluation loop on real loaders (YOLO-format split, in-memory ground truth) and tools/eval.py end to end:
+checkpoints and exported files through the same evaluator, the newest best.pt by default, nothing left by a failure."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from omegaconf import OmegaConf
 
 from conftest import YOLO_SPLIT_IMAGES
 from ghostdet.eval import COCOEvaluator, evaluate_model
-from helpers import make_checkpoint, run_tool, run_tool_in_process, yolo_data_cfg
+from helpers import assert_one_line_error, make_checkpoint, run_tool, run_tool_in_process, yolo_data_cfg
 
 
 
@@ -104,3 +105,54 @@ def test_eval_tool_rejects_bad_weights_with_one_line(project_root, tmp_path, kin
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(weights) in lines[0]
     assert not marker.exists()  # the payload never ran
+    assert not (tmp_path / "run").exists()  # a failed evaluation leaves no run dir
+
+
+def test_eval_without_weights_and_a_failed_eval_leave_nothing(project_root, yolo_split, tmp_path, monkeypatch, capsys):
+    """No weights= and no runs/train: one line, no run dir. A bad imgsz or data root fails after Hydra made the run
+    dir: it is removed again, and a hydra.run.dir that holds files is refused before anything is written."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_tool("eval.py", cwd=empty)
+    assert_one_line_error(proc, "no weights given", "runs/train/*/*/weights/best.pt")
+    assert list(empty.iterdir()) == []
+    weights = make_checkpoint(tmp_path / "w" / "best.pt", ["a", "b"], imgsz=64)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "metrics.json").write_text("{}")
+    for args, fragment in ((["imgsz=100", f"data.root={yolo_split}"], "100"),
+                           ([f"data.root={tmp_path / 'nowhere'}"], "nowhere"),
+                           ([f"data.root={yolo_split}", f"hydra.run.dir={full}"], "already holds files")):
+        run_dir = [] if any(a.startswith("hydra.run.dir=") for a in args) else [f"hydra.run.dir={tmp_path / 'run'}"]
+        code, _out, err = run_tool_in_process(project_root, "eval.py", f"weights={weights}", "data=yolo", *args,
+                                              *run_dir, monkeypatch=monkeypatch, capsys=capsys)
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
+        assert not (tmp_path / "run").exists()
+    assert [p.name for p in full.iterdir()] == ["metrics.json"] and (full / "metrics.json").read_text() == "{}"
+
+
+@pytest.mark.slow
+def test_eval_takes_the_newest_best_pt_and_scores_its_exports_alike(yolo_split, tmp_path):
+    """weights= omitted: the newest runs/train/*/*/weights/best.pt. weights=best.onnx / best_openvino/: the same
+    evaluator through ONNX Runtime / OpenVINO, on the data of the best.pt beside them, with the checkpoint's mAP."""
+    names = (yolo_split / "classes.txt").read_text().splitlines()
+    data_cfg = OmegaConf.to_container(yolo_data_cfg(yolo_split))
+    weights = make_checkpoint(tmp_path / "runs" / "train" / "d" / "t" / "weights" / "best.pt", names, imgsz=64,
+                              data_cfg=data_cfg)
+    for fmt in ("onnx", "openvino"):
+        proc = run_tool("export.py", "--weights", weights, "--format", fmt, "--no-check", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    common = ["batch=4", "workers=0", "conf=0", "max_det=20", "progress=false", "plots=false"]
+    maps = {}
+    for name, weights_arg in (("pt", []), ("onnx", [f"weights={weights.with_suffix('.onnx')}"]),
+                              ("openvino", [f"weights={weights.parent / 'best_openvino'}", "precision=fp32"])):
+        proc = run_tool("eval.py", *weights_arg, *common, f"hydra.run.dir={tmp_path / ('eval_' + name)}", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        if name == "pt":
+            assert "using runs/train/d/t/weights/best.pt" in proc.stdout
+        summary = json.loads((tmp_path / f"eval_{name}" / "metrics.json").read_text())
+        assert summary["settings"]["runtime"].startswith({"pt": "pytorch", "onnx": "onnxruntime"}.get(name, name))
+        maps[name] = summary["metrics"]["AP50"]
+        assert summary["num_images"] == YOLO_SPLIT_IMAGES and summary["settings"]["imgsz"] == 64
+    assert maps["onnx"] == pytest.approx(maps["pt"], abs=0.01) and maps["openvino"] == pytest.approx(maps["pt"], abs=0.01)

@@ -12,12 +12,13 @@ import sys
 # command -> (module of ghostdet.cli, what it does); the module's main() reads its arguments from sys.argv
 COMMANDS = {
     "train": ("train", "train a detector (Hydra overrides: model=ghost_yolo data=coco128 epochs=50 ...)"),
-    "eval": ("eval", "COCO mAP of a checkpoint (weights=best.pt [data=...])"),
-    "detect": ("detect", "detect objects in images, folders, globs and videos (SOURCE... --weights best.pt)"),
+    "eval": ("eval", "COCO mAP of a checkpoint or an export (weights=best.pt|best.onnx|best_openvino/ [data=...])"),
+    "detect": ("detect", "detect objects in images, folders, globs, videos, webcams (SOURCE... --weights best.pt)"),
     "export": ("export", "export a checkpoint to ONNX, OpenVINO or TorchScript and check it (--weights best.pt)"),
     "benchmark": ("benchmark", "params, GFLOPs, latency and mAP of models (models=[ghost_yolo,...])"),
     "check-data": ("check_data", "scan a dataset and render samples (data=yolo data.root=DIR)"),
 }
+ALIASES = {"val": "eval", "predict": "detect"}  # the names ultralytics users type
 
 
 def usage() -> str:
@@ -28,6 +29,7 @@ def usage() -> str:
              "Each command takes the arguments of its tool script (ghostdet train ... = python tools/train.py ...);",
              "ghostdet <command> --help shows them.", "", "commands:"]
     lines += [f"  {name:<{width}}  {what}" for name, (_module, what) in COMMANDS.items()]
+    lines += ["", "aliases: " + ", ".join(f"{alias} = {name}" for alias, name in ALIASES.items())]
     return "\n".join(lines)
 
 
@@ -43,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ghostdet {__version__}")
         return 0
     name, args = argv[0], argv[1:]
+    name = ALIASES.get(name, name)
     command = COMMANDS.get(name) or COMMANDS.get(name.replace("_", "-"))  # check_data, like the script, works too
     if command is None:
-        print(f"error: unknown command {name!r}; choose from {', '.join(COMMANDS)} (ghostdet --help)", file=sys.stderr)
+        choices = ", ".join([*COMMANDS, *ALIASES])
+        print(f"error: unknown command {name!r}; choose from {choices} (ghostdet --help)", file=sys.stderr)
         return 2
     module = importlib.import_module(f"ghostdet.cli.{command[0]}")
     sys.argv = [f"ghostdet {name}", *args]  # Hydra and argparse read sys.argv; the usage lines say `ghostdet <name>`

@@ -22,7 +22,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ghostdet.cli.common import check_checkpoints_before_hydra, config_dir, run_tool, start_tool
+from ghostdet.cli.common import (check_checkpoints_before_hydra, config_dir, drop_dangling_signal_stack, fresh_run_dir,
+                                 refuse_unknown_keys, run_tool, start_tool)
 from ghostdet.utils.errors import ConfigError
 from ghostdet.utils.imgsz import check_imgsz
 
@@ -61,6 +62,7 @@ def hydra_main(cfg: DictConfig) -> None:
     from ghostdet.eval import evaluate_model
     from ghostdet.eval.benchmark import benchmark_model, benchmark_rows, environment, mode_rows
     from ghostdet.export.quantize import ValSplit, calibration_images, evaluate_runtime
+    from ghostdet.utils.atomic import write_text
     from ghostdet.utils.tables import markdown_table, text_table
     from ghostdet.utils.timing import set_threads
 
@@ -101,6 +103,8 @@ def hydra_main(cfg: DictConfig) -> None:
         elif cfg.get("data") is not None:
             LOGGER.info("%s: no mAP for a model config (random weights); benchmark a checkpoint for mAP", name)
         results.append(res)
+        # before the loader's workers exit (their SIGCHLD) or Ctrl-C: the OpenVINO modes may leave a freed signal stack
+        drop_dangling_signal_stack()
 
     headers, rows = benchmark_rows(results, batch_sizes)
     load = f"{env['load_avg_1m']:.1f}" if env["load_avg_1m"] is not None else "unknown"
@@ -117,13 +121,12 @@ def hydra_main(cfg: DictConfig) -> None:
     per_mode = None
     if any(r.get("mode_metrics") for r in results):  # the speed-accuracy table: each mode's own mAP
         per_mode = mode_rows(results, batch_sizes)
-    run_dir.mkdir(parents=True, exist_ok=True)
     markdown = markdown_table(headers, rows)
     if per_mode:
         markdown += "\n\nmAP of each mode (val split, conf {}):\n\n".format(cfg.eval.conf) + markdown_table(*per_mode)
-    (run_dir / "benchmark.md").write_text(markdown + f"\n\n{note}\n")
+    write_text(run_dir / "benchmark.md", markdown + f"\n\n{note}\n")
     report = {"environment": env, "settings": OmegaConf.to_container(cfg, resolve=True), "results": results}
-    (run_dir / "benchmark.json").write_text(json.dumps(report, indent=2, default=str))
+    write_text(run_dir / "benchmark.json", json.dumps(report, indent=2, default=str))
     print(text_table(headers, rows))
     if per_mode:
         print(f"\nmAP of each mode (val split, conf {cfg.eval.conf}):")
@@ -134,8 +137,10 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``ghostdet benchmark`` / ``python tools/benchmark.py``: the arguments are Hydra overrides read from ``sys.argv``."""
+    refuse_unknown_keys("benchmark")
     check_checkpoints_before_hydra(("models",))  # a refused file leaves no run dir behind
-    hydra_main()
+    with fresh_run_dir("benchmark"):  # nor does a failed benchmark
+        hydra_main()
 
 
 if __name__ == "__main__":

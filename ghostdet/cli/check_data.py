@@ -3,7 +3,8 @@
 
 Scans the train and val splits (faulty images and label lines are skipped and listed), prints the summary,
 the boxes per class and the problems, and renders augmented training samples and letterboxed eval samples
-with their boxes into the run dir. Exits 1 with a one-line message when a split has nothing usable.
+with their boxes into a new run dir. Exits 1 with a one-line message when a split has nothing usable, and then
+leaves no run dir behind.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ghostdet.cli.common import config_dir, run_tool, setup_logging
+from ghostdet.cli.common import config_dir, fresh_run_dir, refuse_unknown_keys, run_tool, setup_logging
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="check_data")
@@ -26,6 +27,7 @@ def hydra_main(cfg: DictConfig) -> None:
     from ghostdet.data.preview import class_table, preview_samples, tile
     from ghostdet.inference.draw import draw_detections
     from ghostdet.inference.results import Detections
+    from ghostdet.utils.atomic import atomic_write, write_text
 
     setup_logging()
     out_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -40,7 +42,7 @@ def hydra_main(cfg: DictConfig) -> None:
     print("\nboxes per class:\n" + class_table(names, reports))
 
     problems = [f"[{split}] {line}" for split, r in reports.items() for line in r.problems]
-    (out_dir / "problems.txt").write_text("\n".join(problems) + ("\n" if problems else ""), encoding="utf-8")
+    write_text(out_dir / "problems.txt", "\n".join(problems) + ("\n" if problems else ""))
     if problems:
         print(f"\n{len(problems)} problems (all in {out_dir / 'problems.txt'}):")
         for line in problems[: int(cfg.max_problems)]:
@@ -61,13 +63,16 @@ def hydra_main(cfg: DictConfig) -> None:
                               names=[names[i] for i in labels], orig_shape=s["image"].shape[:2])
             drawn.append(draw_detections(s["image"], dets, hide_conf=True))
         path = out_dir / f"{split}_samples.png"
-        cv2.imwrite(str(path), cv2.cvtColor(tile(drawn), cv2.COLOR_RGB2BGR))
+        with atomic_write(path, "wb") as f:
+            f.write(cv2.imencode(".png", cv2.cvtColor(tile(drawn), cv2.COLOR_RGB2BGR))[1].tobytes())
         print(f"{split} samples: {path}")
 
 
 def main() -> None:
     """``ghostdet check-data`` / ``python tools/check_data.py``: the arguments are Hydra overrides read from ``sys.argv``."""
-    hydra_main()
+    refuse_unknown_keys("check_data")
+    with fresh_run_dir("check_data"):  # a failed check leaves no run dir behind
+        hydra_main()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ghostdet.utils.atomic import atomic_write, write_text
 from ghostdet.utils.tables import text_table
 
 # The order of COCOeval.stats (bbox): see pycocotools.cocoeval.COCOeval.summarize.
@@ -83,7 +84,6 @@ def plot_pr_curve(precision: np.ndarray, names: Sequence[str], path: str | Path,
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     recall = np.linspace(0.0, 1.0, precision.shape[0])
     valid = (precision > -1).all(axis=0)
     fig, ax = plt.subplots(figsize=(9, 6), tight_layout=True)
@@ -102,25 +102,28 @@ def plot_pr_curve(precision: np.ndarray, names: Sequence[str], path: str | Path,
     ax.set_title("Precision-Recall curve (IoU 0.5, COCO 101-point)")
     if valid.any():
         ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left", fontsize=8)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    try:
+        with atomic_write(path, "wb") as f:  # a crash leaves no half-written PNG
+            fig.savefig(f, format="png", dpi=150)
+    finally:
+        plt.close(fig)
     return path
 
 
 def save_eval_outputs(result, out_dir: str | Path, settings: dict | None = None, save_json: bool = True,
                       plots: bool = True) -> dict[str, Path]:
     """Write an ``EvalResult``: ``metrics.json`` (metrics, speed, settings), ``detections.json`` (COCO
-    results) and ``pr_curve.png``. Returns ``{kind: path}`` of what was written."""
+    results) and ``pr_curve.png``, each atomically (a crash leaves the old file or the new one, never half of one).
+    Returns ``{kind: path}`` of what was written."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     summary = {"metrics": result.metrics, "speed_ms_per_image": result.speed, "num_images": result.num_images,
                "num_detections": len(result.detections), "settings": settings or {}}
     paths["metrics"] = out_dir / "metrics.json"
-    paths["metrics"].write_text(json.dumps(summary, indent=2))
+    write_text(paths["metrics"], json.dumps(summary, indent=2))
     if save_json:
         paths["detections"] = out_dir / "detections.json"
-        with open(paths["detections"], "w", encoding="utf-8") as f:
+        with atomic_write(paths["detections"], "w", encoding="utf-8") as f:
             json.dump(result.detections, f)
     if plots and result.precision is not None:
         paths["pr_curve"] = plot_pr_curve(result.precision, result.names, out_dir / "pr_curve.png")

@@ -1,4 +1,4 @@
-"""Where detect reads from: image files, folders, glob patterns, videos, and in-memory images.
+"""Where detect reads from: image files, folders, glob patterns, videos, webcams and streams, and in-memory images.
 
 Every image leaves here as HxWx3 uint8 **RGB**, upright (EXIF orientation applied), whatever it was on
 disk: grayscale, palette, 16-bit, or with an alpha channel (dropped, as in training). Files are decoded by
@@ -22,16 +22,19 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".wmv", ".mpg", ".mpeg", ".ts"})
 _GLOB_CHARS = frozenset("*?[")
+# URLs OpenCV's capture opens (through FFmpeg): network streams, and file:// for a video file read the same way
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtp", "srt", "udp", "tcp", "http", "https", "file")
 
 
 @dataclass
 class MediaFile:
     """One file to run on. ``named`` is True when the user named it directly (so failing to read it is an error,
-    not a skip)."""
+    not a skip). A webcam or stream has ``stream`` (the OpenCV source: ``"0"`` or a URL) and no ``path``."""
 
-    path: Path
+    path: Path | None
     is_video: bool
     named: bool
+    stream: str | None = None
 
 
 @dataclass
@@ -43,12 +46,36 @@ class Frame:
     index: int  # position in the source list (for in-memory images) or frame number (videos)
     is_video: bool = False
     frame_count: int | None = None  # total frames of the video, when the container says
+    stream: str | None = None  # a webcam index or stream URL (then path is None)
+    fps: float | None = None  # of a video or stream, when it says
 
     @property
     def name(self) -> str:
+        if self.stream is not None:
+            return f"{stream_name(self.stream)}:{self.index}"
         if self.path is None:
             return f"image{self.index}"
         return f"{self.path.name}:{self.index}" if self.is_video else self.path.name
+
+    @property
+    def where(self) -> str:
+        """The source as the user named it: a path, a webcam index or a URL."""
+        return self.stream if self.stream is not None else str(self.path) if self.path is not None else self.name
+
+
+def is_stream(text: str) -> bool:
+    """A webcam index (``0``) or a URL OpenCV can open (``rtsp://...``, ``http://...``, ``file:///clip.mp4``)."""
+    scheme, sep, _ = text.partition("://")
+    return text.isdigit() or bool(sep) and scheme.lower() in STREAM_SCHEMES
+
+
+def stream_name(stream: str) -> str:
+    """A file-name stem for a stream's outputs: ``webcam0``, or the last part of the URL (``cam1`` of rtsp://h/cam1)."""
+    if stream.isdigit():
+        return f"webcam{stream}"
+    tail = stream.split("://", 1)[-1].split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(tail).stem)
+    return stem or "stream"
 
 
 def _media_kind(path: Path) -> str | None:
@@ -65,12 +92,14 @@ def collect_sources(sources: str | os.PathLike | Sequence[str | os.PathLike]) ->
     into a sorted, de-duplicated list.
 
     A path that exists is never treated as a pattern, so names with spaces or brackets work as they are.
+    A webcam index (``0``) or a stream URL that is not an existing path is read through OpenCV (see ``is_stream``).
     Raises DataError for a missing path, a pattern with no match, or a folder with no images or videos.
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     found: list[MediaFile] = []
     seen: set[Path] = set()
+    seen_streams: set[str] = set()
 
     def add(path: Path, named: bool) -> None:
         key = path.resolve()
@@ -90,6 +119,10 @@ def collect_sources(sources: str | os.PathLike | Sequence[str | os.PathLike]) ->
                 add(p, named=False)
         elif path.is_file():
             add(path, named=True)
+        elif is_stream(text):
+            if text not in seen_streams:
+                seen_streams.add(text)
+                found.append(MediaFile(None, True, True, stream=text))
         elif _GLOB_CHARS & set(text):
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
             files = [p for p in matches if p.is_file() and _media_kind(p)]
@@ -145,34 +178,30 @@ def iter_frames(files: Sequence[MediaFile]) -> Iterator[Frame]:
 
 
 def _iter_video(media: MediaFile) -> Iterator[Frame]:
+    """Every frame of a video file, webcam or stream: one OpenCV capture loop for all three."""
     import cv2
 
-    cap = cv2.VideoCapture(str(media.path))
+    stream = media.stream
+    cap = cv2.VideoCapture(str(media.path) if stream is None else int(stream) if stream.isdigit() else stream)
     try:
         ok, frame = cap.read() if cap.isOpened() else (False, None)
         if not ok:
-            message = f"{media.path}: not a readable video (OpenCV could not decode it)"
+            what = "not a readable video (OpenCV could not decode it)" if stream is None else (
+                "no such webcam, or it is busy" if stream.isdigit() else "OpenCV could not open the stream")
+            message = f"{media.path if stream is None else stream}: {what}"
             if media.named:
                 raise DataError(message)
             log.warning("skipping %s", message)
             return
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if stream is None else 0  # a stream has no end to count to
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = fps if 0 < fps < 1000 else None
         index = 0
         while ok:
-            yield Frame(image=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), path=media.path, index=index, is_video=True, frame_count=total)
+            yield Frame(image=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), path=media.path, index=index, is_video=True,
+                        frame_count=total or None, stream=stream, fps=fps)
             index += 1
             ok, frame = cap.read()
     finally:
         cap.release()
 
-
-def video_fps(path: str | os.PathLike) -> float:
-    """Frames per second stored in a video file (30 when the container does not say)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        fps = cap.get(cv2.CAP_PROP_FPS)
-    finally:
-        cap.release()
-    return fps if fps and fps > 0 and fps < 1000 else 30.0
