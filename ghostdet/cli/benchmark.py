@@ -22,7 +22,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ghostdet.cli.common import (check_checkpoints_before_hydra, config_dir, drop_dangling_signal_stack, fresh_run_dir,
+from ghostdet.cli.common import (rewrite_data_yaml_argv, check_checkpoints_before_hydra, config_dir, drop_dangling_signal_stack, fresh_run_dir,
                                  refuse_unknown_keys, run_tool, start_tool)
 from ghostdet.utils.errors import ConfigError
 from ghostdet.utils.imgsz import check_imgsz
@@ -137,6 +137,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``ghostdet benchmark`` / ``python tools/benchmark.py``: the arguments are Hydra overrides read from ``sys.argv``."""
+    rewrite_data_yaml_argv()
     refuse_unknown_keys("benchmark")
     check_checkpoints_before_hydra(("models",))  # a refused file leaves no run dir behind
     with fresh_run_dir("benchmark"):  # nor does a failed benchmark

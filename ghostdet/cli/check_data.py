@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ghostdet.cli.common import config_dir, fresh_run_dir, refuse_unknown_keys, run_tool, setup_logging
+from ghostdet.cli.common import rewrite_data_yaml_argv, config_dir, fresh_run_dir, refuse_unknown_keys, run_tool, setup_logging
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="check_data")
@@ -70,6 +70,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``ghostdet check-data`` / ``python tools/check_data.py``: the arguments are Hydra overrides read from ``sys.argv``."""
+    rewrite_data_yaml_argv()
     refuse_unknown_keys("check_data")
     with fresh_run_dir("check_data"):  # a failed check leaves no run dir behind
         hydra_main()

@@ -169,6 +169,16 @@ def refuse_unknown_keys(config_name: str, argv=None) -> None:
     check()
 
 
+def rewrite_data_yaml_argv(argv: list | None = None) -> None:
+    """``data=my_data.yaml`` (an ultralytics / Roboflow dataset file) becomes the equivalent ``data=yolo data.*=``
+    overrides in ``sys.argv`` before Hydra composes (Hydra would look for a config group option of that name);
+    a bad file is one line naming it, exit 1, before any run folder exists."""
+    from ghostdet.data.data_yaml import resolve_data_yaml_overrides
+
+    argv = sys.argv if argv is None else argv
+    run_tool(lambda: argv.__setitem__(slice(1, None), resolve_data_yaml_overrides(argv[1:])))()
+
+
 class _RunDir:
     """A run folder this command claimed before Hydra ran: removed again (with the parents it created) on failure."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ghostdet.cli.common import (check_checkpoints_before_hydra, config_dir, fresh_run_dir, refuse_unknown_keys,
+from ghostdet.cli.common import (rewrite_data_yaml_argv, check_checkpoints_before_hydra, config_dir, fresh_run_dir, refuse_unknown_keys,
                                  run_tool, start_tool)
 from ghostdet.utils.errors import ConfigError
 
@@ -145,6 +145,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``ghostdet eval`` / ``python tools/eval.py``: the arguments are Hydra overrides read from ``sys.argv``."""
+    rewrite_data_yaml_argv()
     refuse_unknown_keys("eval")
     check_checkpoints_before_hydra(("weights",))  # a refused file leaves no run dir behind
     with fresh_run_dir("eval"):  # a failed evaluation leaves no run dir behind either
