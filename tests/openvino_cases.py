@@ -264,3 +264,61 @@ def test_benchmark_openvino_int8_mode_quantizes_with_nncf_and_reports_its_calibr
             inputs = [ops[name].input_value(i).get_node().get_type_name() for i in range(ops[name].get_input_size())]
             assert "FakeQuantize" not in inputs, (name, inputs)
     assert isinstance(RuntimeModel(lambda b: (b, b), 3), torch.nn.Module)
+
+
+# ------------------------------------------------------- issue 23: atomic IR folders, one metadata reader, raw checks
+@pytest.fixture(scope="module")
+def tiny_model():
+    from omegaconf import OmegaConf
+
+    from ghostdet.models import build_model
+    from helpers import tiny_model_cfg
+
+    return build_model(OmegaConf.create(tiny_model_cfg()), num_classes=3).eval()
+
+
+def test_a_failed_openvino_export_leaves_the_old_ir_whole(tiny_model, tmp_path, monkeypatch):
+    """The old IR stays until the new one is complete (it used to be deleted before the new one was written)."""
+    import hashlib
+
+    import ghostdet.export.openvino as ov_export
+
+    def digest(folder):
+        return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+    out = ov_export.export_openvino(tiny_model, tmp_path / "best_openvino", 64, names=["a", "b", "c"])
+    before = digest(out)
+    real = ov_export.write_openvino_folder
+
+    def broken(ir, meta, folder):
+        real(ir, meta, folder)  # the new model.xml/bin are written, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ov_export, "write_openvino_folder", broken)
+    with pytest.raises(KeyboardInterrupt):
+        ov_export.export_openvino(tiny_model, out, 64, names=["x", "y", "z"])
+    assert digest(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["best_openvino"]
+
+
+def test_the_openvino_backend_refuses_a_malformed_record_in_one_line(tiny_model, tmp_path):
+    from ghostdet.export.openvino import export_openvino
+    from test_exported_metadata import refuse_malformed_records
+
+    source = export_openvino(tiny_model, tmp_path / "src" / "best_openvino", 64, names=["a", "b", "c"])
+    refuse_malformed_records(source, tmp_path)
+
+
+def test_an_openvino_nms_graph_is_checked_on_its_raw_outputs(tiny_model, tmp_path, shared_data):
+    from ghostdet.export import check_image, prepare_for_export, verify_export
+    from ghostdet.export.openvino import export_openvino
+
+    path = export_openvino(tiny_model, tmp_path / "best_nms_openvino", 64, nms=True, conf=0.99, max_det=10)
+    batch, _ = check_image(shared_data / "images" / "dog.jpg", (64, 64))
+    prepared = prepare_for_export(tiny_model)
+    check = verify_export(prepared, path, "openvino", batch, conf=0.99, max_det=10, runs=1)
+    assert check.ok and check.nms and check.anchors == 84 and check.detections_torch == check.detections_export == 0
+    with torch.no_grad():
+        for p in prepared.head.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    check = verify_export(prepared, path, "openvino", batch, conf=0.99, max_det=10, runs=1)
+    assert not check.ok and any(p.startswith("raw") for p in check.problems), check.problems

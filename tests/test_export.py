@@ -114,3 +114,39 @@ def test_torchscript_export_matches_pytorch(trained_checkpoint, tmp_path):
         ref_boxes, ref_scores = fused.decode(fused(x))
     torch.testing.assert_close(boxes, ref_boxes, atol=1e-2, rtol=0)
     torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=0)
+
+
+def docs_decoder() -> dict:
+    """The numpy decoder exactly as docs/inference.md shows it (between its markers), executed."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "inference.md").read_text()
+    block = text.split("<!-- numpy-decoder -->", 1)[1].split("<!-- /numpy-decoder -->", 1)[0]
+    code = block.split("```python", 1)[1].rsplit("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "docs/inference.md", "exec"), namespace)
+    return namespace
+
+
+def test_the_documented_numpy_decoder_gives_detectors_detections(exported_onnx, coco128, shared_data):
+    """Issue 24 item 7: the docs' decode + NMS (numpy, ONNX Runtime, no ghostdet) against Detector on real photos."""
+    import onnxruntime as ort
+
+    from ghostdet import Detector
+    from ghostdet.data.image_io import read_image
+
+    docs = docs_decoder()
+    session = ort.InferenceSession(str(exported_onnx[0]), providers=["CPUExecutionProvider"])
+    detector = Detector.from_onnx(exported_onnx[0], conf=0.05)
+    total = 0
+    for photo in [shared_data / "images" / "dog.jpg", coco128 / "images" / "train2017" / f"{PHOTO_STEMS[0]}.jpg"]:
+        rgb = read_image(photo)
+        x, ratio, pad = docs["letterbox"](rgb, (IMGSZ, IMGSZ))
+        boxes, scores = session.run(["boxes", "scores"], {"images": x})
+        b, s, c = docs["decode"](boxes[0], scores[0], x.shape[2:], conf=0.05)
+        b = docs["to_original"](b, ratio, pad, rgb.shape[:2])
+        ref = detector.predict(rgb)[0]
+        assert len(b) == len(ref.boxes), photo
+        np.testing.assert_allclose(b, ref.boxes, atol=1e-3)
+        np.testing.assert_allclose(s, ref.scores, atol=1e-6)
+        assert c.tolist() == ref.labels.tolist()
+        total += len(b)
+    assert total > 0

@@ -5,6 +5,7 @@ Examples:
     python tools/train.py                                   # shapes demo on CPU, a few minutes
     python tools/train.py data=coco128 epochs=50 imgsz=320
     python tools/train.py resume=runs/train/2026-11-22/08-00-00/weights/last.pt
+    python tools/train.py data=yolo data.root=/data/my_set weights=runs/train/2026-11-22/08-00-00/weights/best.pt
     torchrun --nproc_per_node 2 tools/train.py data=coco device=cuda   # DDP, batch is per process
 
 The run dir is chosen before Hydra runs (:func:`train_run_dir`), so that it is created exclusively and a command
@@ -27,6 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 from ghostdet.cli.common import check_checkpoints_before_hydra, config_dir, refuse_unknown_keys, run_tool, setup_logging
 from ghostdet.engine import train
 from ghostdet.engine.distributed import env_world
+from ghostdet.engine.outputs import check_weights_and_resume
+from ghostdet.engine.outputs import given as _given
 from ghostdet.engine.resume import RESUME_OVERRIDABLE, find_resume_checkpoint, is_no_resume, run_dir_of_checkpoint
 from ghostdet.engine.run_dir import check_new_run_dir, has_checkpoint
 from ghostdet.models import import_plugins
@@ -70,10 +73,12 @@ def train_run_dir(args: list[str], now: datetime | None = None) -> RunDir:
     """Where ``ghostdet train`` writes, chosen (and created) before Hydra runs: the one place that decides it.
 
     ``resume=...``: the run's own dir (refused while a live run holds it; Hydra's config goes to a new
-    ``.hydra/resume<N>``). ``hydra.run.dir=DIR``: DIR, which must be new or empty. Else Hydra's layout
-    ``<runs_root>/<date>/<time>``, created exclusively: ``<time>_2``, ``_3`` ... when a run of the same second
-    has it. Ranks > 0 of a DDP run: a scratch dir (they write into rank 0's)."""
+    ``.hydra/resume<N>``). ``hydra.run.dir=DIR``: DIR, which must be new or empty. ``name=NAME``:
+    ``<project>/NAME``, or ``NAME2``, ``NAME3`` ... when it exists (ultralytics' project/name; ``project`` defaults
+    to ``runs_root``). Else Hydra's layout ``<project>/<date>/<time>``, created exclusively: ``<time>_2``, ``_3`` ...
+    when a run of the same second has it. Ranks > 0 of a DDP run: a scratch dir (they write into rank 0's)."""
     values = _argv_values(args)
+    check_weights_and_resume(values)  # before a resumed run's .hydra/resume<N> is made
     rank = env_world()[0]
     if rank > 0:
         path = Path(tempfile.mkdtemp(prefix=f"ghostdet-rank{rank}-"))
@@ -87,14 +92,24 @@ def train_run_dir(args: list[str], now: datetime | None = None) -> RunDir:
                               "leave hydra.run.dir out")
         subdir = new_numbered_dir(run / ".hydra", "resume")  # resume, resume2, ...: earlier configs stay
         return RunDir(run, str(subdir.relative_to(run)), [subdir], resuming=True)
+    project, run_name = values.get("project"), values.get("name")
+    if given and (_given(project) or _given(run_name)):
+        raise ConfigError(f"hydra.run.dir={given} with project=/name=: give one way of naming the run dir")
     if given:
         path = Path(given)
         check_new_run_dir(path, allowed=())
         created = _missing_folders(path)
         path.mkdir(parents=True, exist_ok=True)
         return RunDir(path, ".hydra", created)
+    root = Path(project) if _given(project) else Path(runs_root)
+    if _given(run_name):
+        if Path(run_name).name != run_name or run_name in (".", ".."):
+            raise ConfigError(f"name={run_name}: must be a folder name (no '/'); put the parent folder in project=")
+        created = _missing_folders(root)
+        path = new_numbered_dir(root, run_name)  # exclusive: name, name2, name3 ...
+        return RunDir(path, ".hydra", [path, *created])
     now = now or datetime.now()
-    base, name = Path(runs_root) / now.strftime("%Y-%m-%d"), now.strftime("%H-%M-%S")
+    base, name = root / now.strftime("%Y-%m-%d"), now.strftime("%H-%M-%S")
     created = _missing_folders(base)
     base.mkdir(parents=True, exist_ok=True)
     try:
@@ -175,7 +190,7 @@ def hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """``ghostdet train`` / ``python tools/train.py``: the arguments are Hydra overrides read from ``sys.argv``."""
     refuse_unknown_keys("train")  # epoch=3: "did you mean epochs?" instead of Hydra's "+epoch=3" that nothing reads
-    check_checkpoints_before_hydra(("resume",))  # a refused file leaves no run dir behind
+    check_checkpoints_before_hydra(("resume", "weights"))  # a refused file leaves no run dir behind
     args = sys.argv[1:]
     if any(arg.startswith("-") for arg in args):  # --help, --cfg job, -m ...: Hydra prints or sweeps, trains nothing
         hydra_main()

@@ -13,7 +13,7 @@ from ghostdet.utils.atomic import atomic_write, write_text
 log = logging.getLogger(__name__)
 
 LOSS_KEYS = ("box", "cls", "dfl")
-METRIC_KEYS = ("mAP50", "mAP50-95", "mAP75")
+METRIC_KEYS = ("mAP50", "mAP50-95", "mAP75", "precision", "recall", "F1")  # P/R/F1 at val.pr_conf
 CSV_COLUMNS = ("epoch", "box_loss", "cls_loss", "dfl_loss", "lr", *METRIC_KEYS, "epoch_time_s")
 
 
@@ -33,12 +33,13 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: str | Path, resume_epoch: int | None = None, tensorboard: bool = True, plots: bool = True,
-                 plot_every: int = 10):
+                 plot_every: int = 10, extra_plots=None):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.run_dir / "results.csv"
         self.plots = plots
         self.plot_every = max(int(plot_every), 1)
+        self.extra_plots = extra_plots  # called at each plot refresh (the validator's curves and confusion matrices)
         self._plotted_rows = 0
         self.rows: list[dict] = []
         self._owns_csv = resume_epoch is not None  # a fresh run never replaces a results.csv it did not write
@@ -87,8 +88,11 @@ class RunLogger:
             self.plot()
 
     def plot(self) -> None:
-        """``losses.png`` (training losses per epoch) and ``mAP.png`` (validation mAP per evaluated epoch)."""
+        """``losses.png`` (training losses per epoch) and ``mAP.png`` (validation mAP per evaluated epoch), and the
+        ``extra_plots``."""
         self._plotted_rows = len(self.rows)
+        if self.extra_plots is not None:
+            self.extra_plots()
         if not self.rows:
             return
         import matplotlib

@@ -69,6 +69,7 @@ def state_dict(trainer, epoch_done: int, iteration: int = 0, stats: EpochStats |
         "metrics": dict(trainer.last_metrics),
         "best_fitness": trainer.best_fitness,
         "best_metrics": dict(trainer.best_metrics),
+        "early_stop": trainer.stopper.state_dict(),  # patience=: evaluations since the best one
         "model_spec": trainer.model_spec,  # registered names + plain values: how the model is rebuilt
         "ghostdet_version": ghostdet.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -113,6 +114,7 @@ def load_state_dict(trainer, ckpt: dict, where) -> None:
     trainer.best_fitness = ckpt.get("best_fitness")
     trainer.best_metrics = dict(ckpt.get("best_metrics") or {})
     trainer.last_metrics = dict(ckpt.get("metrics") or {})
+    trainer.stopper.load_state_dict(ckpt.get("early_stop") or {"best_fitness": trainer.best_fitness})
 
 
 def _mosaic_epochs_before(ckpt: dict) -> int:

@@ -2,7 +2,8 @@
 
 The checkpoint layout and its restoring are ``engine/state.py``, finding what ``resume=`` names ``engine/resume.py``,
 run dirs and the lock of a live run ``engine/run_dir.py``, mixed precision ``engine/amp.py``, what a run writes
-besides checkpoints ``engine/run_log.py``, seeding ``engine/seeding.py``, collectives ``engine/distributed.py``.
+besides checkpoints ``engine/run_log.py`` and ``engine/outputs.py`` (with ``weights=``), ``patience=``
+``engine/early_stop.py``, seeding ``engine/seeding.py``, collectives ``engine/distributed.py``.
 """
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from omegaconf import DictConfig
 from ghostdet.engine import distributed as dist_utils
 from ghostdet.engine import state
 from ghostdet.engine.amp import mixed_precision
+from ghostdet.engine.early_stop import EarlyStopping
 from ghostdet.engine.ema import ModelEMA
 from ghostdet.engine.interrupt import StopRequest
+from ghostdet.engine.outputs import (check_weights_and_resume, given, load_start_weights, plot_labels_jpg,
+                                     resolve_auto_batch, slim_best)
 from ghostdet.engine.optim import build_training_optimizer, check_optimizer_name, check_schedule_name
 from ghostdet.engine.resume import is_no_resume, load_resume
 from ghostdet.engine.run_dir import RunLock, check_new_run_dir
@@ -52,12 +56,14 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig, run_dir: str | Path, resume_overrides: dict | None = None):
         self.rank, self.local_rank, self.world_size = dist_utils.env_world()
+        check_weights_and_resume(cfg)  # the command's own keys (a resumed run's config still names its weights=)
         resume = None if is_no_resume(cfg.get("resume")) else load_resume(cfg, resume_overrides or {})
         if resume is not None:
             cfg, run_dir = resume.cfg, resume.run_dir
         self.resume_path: Path | None = resume.path if resume is not None else None
         self.cfg = cfg
         self.device = select_device(cfg.device, self.local_rank, self.world_size)
+        resolve_auto_batch(cfg, self.device)  # batch=auto / -1
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # before the first collective: NCCL talks from the current device
         elif cfg.get("reuse_freed_memory", True):
@@ -99,13 +105,16 @@ class Trainer:
         self.last_metrics: dict = {}
         self.validator = EpochValidator(self.val_set, getattr(self, "val_loader", None), cfg.get("val"), self.names,
                                         self.category_ids, self.device, self.channels_last,
-                                        bool(cfg.get("progress", True)))
+                                        bool(cfg.get("progress", True)), out_dir=self.run_dir if self.is_main else None)
+        self.stopper = EarlyStopping(int(cfg.get("patience", 0) or 0))
         self._stop = StopRequest()  # Ctrl-C: stop at the next optimizer step
         if resume is not None:
             state.load_state_dict(self, resume.checkpoint, resume.path)
         if self.is_main:
             self.logger = RunLogger(self.run_dir, resume_epoch=self.start_epoch if self.resume_path else None,
-                                    tensorboard=bool(cfg.get("tensorboard", True)))
+                                    tensorboard=bool(cfg.get("tensorboard", True)), extra_plots=self.validator.plot)
+            if resume is None:
+                plot_labels_jpg(self.train_set, self.run_dir, self.names)
 
     def _build_data(self) -> None:
         from ghostdet.data import build_dataloader, build_dataset
@@ -139,6 +148,8 @@ class Trainer:
         # the spec, validated (a resumed run's comes from its checkpoint: only registered names are accepted)
         self.model_spec = to_spec(cfg.model, "model")
         model = build_model(self.model_spec, "model", num_classes=len(self.names))
+        if self.resume_path is None and given(cfg.get("weights")):  # fine-tune: a new run from a checkpoint's weights
+            load_start_weights(model, cfg.weights)
         model.to(self.device)
         check_imgsz(int(cfg.imgsz), max_stride(model))  # the model's own strides, now that it is built
         # NHWC on the CPU too: oneDNN's depthwise/1x1 kernels are faster in channels_last for backward as well as
@@ -199,11 +210,14 @@ class Trainer:
                     interval = max(int(cfg.get("eval_interval", 1)), 1)
                     if (epoch + 1) % interval == 0 or epoch + 1 == self.epochs:
                         metrics = self.evaluate() if self.is_main else None
-                    if self.is_main:
-                        self._end_epoch(epoch, losses, metrics, epoch_t0)
+                    stop = self._end_epoch(epoch, losses, metrics, epoch_t0) if self.is_main else False
+                    if dist_utils.any_rank(stop, self.device):  # patience=N: rank 0 decides, every rank stops
+                        break
                     dist_utils.barrier()
                     if epoch + 1 < self.epochs and dist_utils.any_rank(self._stop.requested, self.device):
                         raise KeyboardInterrupt
+            if self.is_main:
+                slim_best(self.weights_dir)  # deployment-sized; last.pt keeps everything for resume=
         except KeyboardInterrupt:
             if self.is_main and not self._stop.saved:
                 saved = f"{self.weights_dir / 'last.pt'} holds epoch {self.epochs_done}" if self.epochs_done \
@@ -382,9 +396,9 @@ class Trainer:
                         self.run_dir)
         dist_utils.barrier()
 
-    def _end_epoch(self, epoch: int, losses: dict, metrics: dict | None, epoch_t0: float) -> None:
-        """Best/last bookkeeping, checkpoints, the results row and the log line. The epoch's time counts the
-        checkpoint writes too (as ultralytics' does), so the two tools' epoch times compare like for like."""
+    def _end_epoch(self, epoch: int, losses: dict, metrics: dict | None, epoch_t0: float) -> bool:
+        """Best/last bookkeeping, checkpoints, the results row and the log line; returns whether ``patience``
+        stops the run here. The epoch's time counts the checkpoint writes too (as ultralytics' does)."""
         done = epoch + 1
         if metrics is not None:
             self.last_metrics = {**metrics, "epoch": done}  # a checkpoint's "metrics" say which epoch they are from
@@ -392,6 +406,7 @@ class Trainer:
         if metrics is not None and (self.best_fitness is None or metrics["mAP50-95"] > self.best_fitness):
             self.best_fitness, self.best_metrics = metrics["mAP50-95"], {**metrics, "epoch": done}
             improved = True
+        stop = metrics is not None and self.stopper.step(metrics["mAP50-95"])  # its count goes into last.pt
         ckpt = state.state_dict(self, done)
         save_checkpoint(ckpt, self.weights_dir / "last.pt")
         (self.weights_dir / state.INTERRUPTED).unlink(missing_ok=True)  # last.pt is newer now
@@ -404,6 +419,9 @@ class Trainer:
         if metrics is not None:
             msg += f" | mAP50 {metrics['mAP50']:.4f} mAP50-95 {metrics['mAP50-95']:.4f}" + (" (best)" if improved else "")
         log.info("%s | %.1fs", msg, seconds)
+        if stop and done < self.epochs:
+            log.info("%s", self.stopper.reason(self.best_metrics.get("epoch")))
+        return stop
 
     def _summary(self, seconds: float) -> None:
         log.info("training finished\n%s", summary_table(self.epochs, seconds, self.best_metrics, self.last_metrics,

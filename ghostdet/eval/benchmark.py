@@ -1,14 +1,15 @@
-"""Model benchmark: parameters, GFLOPs, latency in PyTorch eager / fused+re-parameterized / ONNX Runtime (fp32, int8) /
-OpenVINO (fp32, bf16, int8), and with data the mAP of every mode.
+"""Model benchmark: parameters, GFLOPs, latency in PyTorch eager / fused+re-parameterized and in every exported runtime
+of the format table (``ghostdet.export.formats``: ONNX Runtime fp32/int8, OpenVINO fp32/bf16/int8, ncnn, MNN, LiteRT
+...), and with data the mAP of every mode.
 
-Every latency is ``ghostdet.utils.timing.measure_latency`` (warm-up, then the median of ``repeats``)
-of the deployable graph ``images -> (boxes, scores)``: the detector's ``forward`` + ``decode``, which is
-also exactly what the ONNX file computes. NMS is left out (its cost depends on the scene and on ``conf``;
-``tools/eval.py`` reports it as post-processing).
+Every latency is ``ghostdet.utils.timing.measure_latency`` (warm-up, then the median of ``repeats``) of the deployable
+graph ``images -> (boxes, scores)``: the detector's ``forward`` + ``decode``, which is also exactly what each export
+computes. An exported mode runs through its backend (``ghostdet.inference.backends``), the very object ``Detector``
+uses, with ``threads`` threads; NMS is left out (its cost depends on the scene and on ``conf``).
 
-The int8 modes quantize that export after training (``ghostdet.export.quantize``: ONNX Runtime static QDQ, NNCF for
-OpenVINO, decode tail in float), calibrated on the images passed as ``calibration`` (``tools/benchmark.py``: the train
-split of ``data=``), else on synthetic scenes (``synthetic_calibration``: fine for latency, not for accuracy).
+The int8 modes quantize the export with the format's own quantizer (``ghostdet.export.quantizers``: ONNX Runtime static
+QDQ, NNCF for OpenVINO, decode tail in float), calibrated on the images passed as ``calibration``
+(``tools/benchmark.py``: the train split of ``data=``), else on synthetic scenes (latency only).
 """
 from __future__ import annotations
 
@@ -23,121 +24,69 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ghostdet.export.formats import benchmark_modes, missing_packages, module_of
 from ghostdet.utils.device import cpu_name
+from ghostdet.utils.errors import ConfigError, GhostdetError
 from ghostdet.utils.timing import measure_latency
 
 LOGGER = logging.getLogger(__name__)
 
-MODES = ("eager", "fused", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16", "openvino-int8")
-LABELS = {"eager": "PyTorch", "fused": "PyTorch fused", "onnxruntime": "ONNX Runtime", "onnxruntime-int8": "ONNX Runtime int8",
-          "openvino": "OpenVINO", "openvino-bf16": "OpenVINO bf16", "openvino-int8": "OpenVINO int8"}
+RUNTIME_MODES = benchmark_modes()  # {mode: (format row, precision)}
+MODES = ("eager", "fused", *RUNTIME_MODES)
+LABELS = {"eager": "PyTorch", "fused": "PyTorch fused",
+          **{m: row.runtime + ("" if p == "fp32" else f" {p}") for m, (row, p) in RUNTIME_MODES.items()}}
 SYNTHETIC_CALIBRATION = 32  # synthetic scenes the int8 modes calibrate on when no images are given
 
 
 def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return not missing_packages(RUNTIME_MODES["onnxruntime"][0])
 
 
-def _decoded(model: torch.nn.Module):
-    def run(x):
-        return model.decode(model(x))
-
-    return run
-
-
-def ort_session(path: Path, threads: int):
-    """An ONNX Runtime CPU session for ``path`` with ``threads`` intra-op threads: the same set-up as ``Detector``
-    (``inference.predictor.onnx_session``), with the same thread budget as PyTorch, or the comparison is unfair."""
-    from ghostdet.inference.predictor import onnx_session
-
-    return onnx_session(path, "cpu", threads)
-
-
-def openvino_ir(model: torch.nn.Module, x: torch.Tensor):
-    """``model`` (a GhostYOLO) exported with ``export_openvino`` at ``x``'s shape, read back as an ``openvino.Model``."""
-    import openvino as ov
-
-    from ghostdet.export.openvino import export_openvino
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = export_openvino(model, Path(tmp) / "model_openvino", imgsz=tuple(x.shape[-2:]), batch=x.shape[0])
-        return ov.Core().read_model(str(folder / "model.xml"))
-
-
-def openvino_runner(ir, x: torch.Tensor, threads: int, precision: str = "fp32", compiled_out: list | None = None):
-    """A callable running ``ir`` (an ``openvino.Model``, or an ONNX path OpenVINO converts) on ``x`` in OpenVINO's CPU
-    plugin with the latency hint, ``precision`` (fp32/bf16) and ``threads`` threads (every benchmark uses this).
-    ``compiled_out``: a list the compiled model is appended to (to evaluate it too)."""
-    from ghostdet.inference.openvino import compile_model
-
-    if isinstance(ir, (str, Path)):
-        import openvino as ov
-
-        ir = ov.convert_model(str(ir))
-    compiled, _, _ = compile_model(ir, precision, threads)
-    if compiled_out is not None:
-        compiled_out.append(compiled)
-    request, feed = compiled.create_infer_request(), {0: x.cpu().numpy()}
-    return lambda: request.infer(feed)  # outputs as numpy arrays, like ONNX Runtime's session.run
-
-
-def ort_int8_session(model: torch.nn.Module, b: int, imgsz: int, threads: int, calibration, tmp: str | Path):
-    """``model`` exported at batch ``b`` and quantized to static QDQ int8 (``ghostdet.export.quantize.quantize_onnx``,
-    calibrated on ``calibration``), in an ONNX Runtime session."""
-    from ghostdet.export.onnx import export_onnx
-    from ghostdet.export.quantize import quantize_onnx
-
-    path = export_onnx(model, Path(tmp) / f"model_b{b}.onnx", imgsz=imgsz, batch=b)
-    quantize_onnx(path, Path(tmp) / f"model_b{b}_int8.onnx", calibration)
-    return ort_session(Path(tmp) / f"model_b{b}_int8.onnx", threads)
-
-
-def openvino_int8_ir(ir, calibration):
-    """The fp32 ``openvino.Model`` quantized with NNCF (``ghostdet.export.quantize.quantize_openvino_model``)."""
-    from ghostdet.export.quantize import quantize_openvino_model
-
-    return quantize_openvino_model(ir, calibration)[0]
-
-
-def session_runner(session):
-    """``batch -> (boxes, scores)`` of an ONNX Runtime session (for evaluating it)."""
-    name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {name: batch})[:2]
-
-
-def compiled_runner(compiled):
-    """``batch -> (boxes, scores)`` of an OpenVINO compiled model (for evaluating it); outputs found by name."""
-    request = compiled.create_infer_request()
-    names = [set(o.get_names()) for o in compiled.outputs]
-    order = [1, 0] if "boxes" in names[1] and "scores" in names[0] else [0, 1]
-
-    def run(batch):
-        request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
-        return tuple(np.array(request.get_output_tensor(i).data, dtype=np.float32) for i in order)
-
-    return run
-
-
-def openvino_skip_reason(mode: str, device: torch.device) -> str | None:
-    """Why an OpenVINO mode cannot run here (None: it can)."""
-    from ghostdet.inference.openvino import cpu_supports_bf16, openvino_available
-
+def skip_reason(mode: str, device: torch.device) -> str | None:
+    """Why ``mode`` cannot run here (None: it can): CPU only, a package or module missing, a CPU feature missing."""
+    if mode in ("eager", "fused"):
+        return None
+    row, precision = RUNTIME_MODES[mode]
     if device.type != "cpu":
         return "CPU only"
-    if not openvino_available():
-        return "openvino not installed (pip install 'ghostdet[openvino]')"
-    if mode == "openvino-bf16" and not cpu_supports_bf16():
-        return "this CPU does not report BF16 to OpenVINO (needs AVX512-BF16 or AMX)"
-    if mode == "openvino-int8":
-        from ghostdet.export.quantize import nncf_available
+    missing = missing_packages(row, export=True, int8=precision == "int8")
+    if missing:
+        return f"{', '.join(missing)} not installed (pip install 'ghostdet[{row.extra}]')"
+    try:
+        module = module_of(row, "backend")
+        module_of(row, "exporter")
+    except ConfigError as e:
+        return str(e)
+    check = getattr(module, "unavailable", None)
+    return check(precision) if check else None
 
-        if not nncf_available():
-            return "nncf not installed (pip install 'ghostdet[openvino]')"
-    return None
+
+class _Exports:
+    """The exports a benchmark runs, written once per (format, batch, precision) into one temporary folder."""
+
+    def __init__(self, model: torch.nn.Module, imgsz: int, folder: str, calibration):
+        self.model, self.imgsz, self.folder, self.calibration = model, imgsz, Path(folder), calibration
+        self.paths: dict[tuple[str, int, str], Path] = {}
+
+    def path(self, row, batch: int, precision: str) -> Path:
+        from ghostdet.export.formats import run_export
+
+        file_precision = "fp32" if precision in row.hints else precision
+        key = (row.name, batch, file_precision)
+        if key not in self.paths:
+            out = self.folder / f"model_b{batch}_{file_precision}{row.suffix}"
+            if file_precision == "int8":
+                module_of(row).quantize(self.path(row, batch, "fp32"), out, self.calibration)
+            else:
+                run_export(row, self.model, out, self.imgsz, batch=batch, half=file_precision == "fp16")
+            self.paths[key] = out
+        return self.paths[key]
+
+    def backend(self, row, batch: int, precision: str, threads: int):
+        from ghostdet.inference.backends import load_backend
+
+        hint = precision if precision in row.hints else ("fp32" if row.hints else None)
+        return load_backend(self.path(row, batch, precision), row.name, precision=hint, threads=threads)
 
 
 @torch.inference_mode()
@@ -158,26 +107,25 @@ def benchmark_model(
     """Params, GFLOPs at ``imgsz`` and latency of ``model`` (a GhostYOLO) for each mode and batch size.
 
     Returns ``{"params", "gflops", "latency": {mode: {batch: measure_latency dict}}, "skipped": {mode: why}}``.
-    ``fused`` is a BN-folded, re-parameterized copy (the deploy form); ``onnxruntime`` exports that
-    form with ``ghostdet.export.export_onnx`` (fixed shape per batch size) and runs it on the CPU
-    provider with ``threads`` intra-op threads; ``openvino`` / ``openvino-bf16`` export it with
-    ``export_openvino`` and run it on OpenVINO's CPU plugin (latency hint, fp32 / bf16 precision hint, ``threads``
-    threads); they are skipped, with the reason in ``skipped``, without openvino or (bf16) without CPU BF16 support.
-    ``onnxruntime-int8`` / ``openvino-int8`` quantize those exports (static QDQ / NNCF, decode tail float) calibrated
-    on ``calibration`` (1 x 3 x imgsz x imgsz float 0-1 batches, preprocessed as at inference; described by
-    ``calibration_source``), else on ``SYNTHETIC_CALIBRATION`` synthetic scenes; skipped without onnxruntime / nncf.
-    ``evaluate``: a callable ``model -> {"mAP50-95", "mAP50"}`` (e.g. ``ghostdet.export.quantize.evaluate_runtime`` on
-    a val split); each mode's runtime at the first batch size is evaluated with it into ``mode_metrics``.
-    Returns also ``calibration`` (what the int8 modes calibrated on, or None). ``model`` itself is not changed.
+    ``modes``: names of ``MODES`` (``all``: every one). ``fused`` is a BN-folded, re-parameterized copy (the deploy
+    form); an exported mode writes that form with its format's exporter (fixed shape per batch size, into a temporary
+    folder under ``onnx_dir``) and runs it through its backend with ``threads`` threads; a mode whose package, module
+    or CPU feature is missing is skipped with the reason in ``skipped``. ``-int8`` modes quantize the export with the
+    format's quantizer calibrated on ``calibration`` (1 x 3 x imgsz x imgsz float 0-1 batches, preprocessed as at
+    inference; described by ``calibration_source``), else on ``SYNTHETIC_CALIBRATION`` synthetic scenes.
+    ``evaluate``: a callable ``model -> {"mAP50-95", "mAP50"}`` (e.g. ``ghostdet.export.accuracy.evaluate_runtime``
+    on a val split); each mode at the first batch size is evaluated with it into ``mode_metrics`` (an export as a
+    ``BackendModule``). Returns also ``calibration`` (what the int8 modes calibrated on, or None). ``model`` itself
+    is not changed.
     """
-    from ghostdet.export.onnx import export_onnx, prepare_for_export
+    from ghostdet.export.onnx import prepare_for_export
+    from ghostdet.inference.backends import BackendModule
     from ghostdet.utils.flops import count_params, gflops
 
+    modes = list(MODES) if "all" in modes else list(modes)
     unknown = set(modes) - set(MODES)
     if unknown:
-        from ghostdet.utils.errors import ConfigError
-
-        raise ConfigError(f"unknown benchmark mode(s) {sorted(unknown)}; choose from {', '.join(MODES)}")
+        raise ConfigError(f"unknown benchmark mode(s) {sorted(unknown)}; choose from all, {', '.join(MODES)}")
     device = torch.device(device)
     model = copy.deepcopy(model).to(device).eval()
     out: dict[str, Any] = {"params": count_params(model), "gflops": gflops(model, imgsz), "latency": {}, "skipped": {},
@@ -189,63 +137,94 @@ def benchmark_model(
 
     if any(m.endswith("-int8") for m in modes):
         if calibration is None:
-            from ghostdet.export.quantize import synthetic_calibration
+            from ghostdet.export.calibration import synthetic_calibration
 
             calibration = synthetic_calibration((imgsz, imgsz), SYNTHETIC_CALIBRATION)
             calibration_source = f"{len(calibration)} synthetic scenes (no data given: latency only)"
         out["calibration"] = calibration_source or f"{len(calibration)} images"
     num_classes = int(getattr(model, "num_classes", 0)) or None
     eval_batch = batch_sizes[0]
-
-    irs: dict[int, Any] = {}
-    for mode in modes:
-        if mode.startswith("onnxruntime") and (device.type != "cpu" or not onnxruntime_available()):
-            out["skipped"][mode] = "onnxruntime not installed" if device.type == "cpu" else "CPU only"
-            LOGGER.info("skipping ONNX Runtime: %s", out["skipped"][mode])
-            continue
-        if mode.startswith("openvino"):
-            reason = openvino_skip_reason(mode, device)
+    with tempfile.TemporaryDirectory(dir=onnx_dir) as tmp:
+        exports = _Exports(model, imgsz, tmp, calibration)
+        for mode in modes:
+            reason = skip_reason(mode, device)
             if reason:
                 out["skipped"][mode] = reason
                 LOGGER.info("skipping %s: %s", LABELS[mode], reason)
                 continue
-        out["latency"][mode] = {}
-        for b in batch_sizes:
-            evaluated = None  # what evaluate() scores for this mode (at the first batch size)
-            if mode.startswith("onnxruntime"):
-                with tempfile.TemporaryDirectory(dir=onnx_dir) as tmp:
-                    if mode == "onnxruntime-int8":
-                        session = ort_int8_session(model, b, imgsz, threads, calibration, tmp)
-                    else:
-                        path = export_onnx(model, Path(tmp) / f"model_b{b}.onnx", imgsz=imgsz, batch=b)
-                        session = ort_session(path, threads)
-                feed = {session.get_inputs()[0].name: inputs[b].cpu().numpy()}
-                stats = measure_latency(lambda s=session, f=feed: s.run(None, f), warmup, repeats)
-                evaluated = ("runtime", session_runner(session))
-            elif mode.startswith("openvino"):
-                if b not in irs:  # one export per batch size for every precision
-                    irs[b] = openvino_ir(model, inputs[b])
-                ir = openvino_int8_ir(irs[b], calibration) if mode == "openvino-int8" else irs[b]
-                compiled: list = []
-                run = openvino_runner(ir, inputs[b], threads, "bf16" if mode == "openvino-bf16" else "fp32", compiled)
-                stats = measure_latency(run, warmup, repeats)
-                evaluated = ("runtime", compiled_runner(compiled[0]))
-            else:
-                run = _decoded(model if mode == "eager" else deploy)
-                stats = measure_latency(lambda r=run, x=inputs[b]: r(x), warmup, repeats, device)
-                evaluated = ("torch", model if mode == "eager" else deploy)
-            if evaluate is not None and b == eval_batch and num_classes:
-                from ghostdet.export.quantize import RuntimeModel
-
-                kind, target = evaluated
-                target = RuntimeModel(target, num_classes, b) if kind == "runtime" else target
-                out["mode_metrics"][mode] = evaluate(target)
-                LOGGER.info("%-16s mAP50-95 %.4f mAP50 %.4f", mode, out["mode_metrics"][mode]["mAP50-95"],
-                            out["mode_metrics"][mode]["mAP50"])
-            stats["per_image"] = stats["median"] / b
-            out["latency"][mode][b] = stats
-            LOGGER.info("%-11s batch %-3d median %.2f ms (%.2f ms/image)", mode, b, stats["median"], stats["per_image"])
+            out["latency"][mode] = {}
+            for b in batch_sizes:
+                if mode in ("eager", "fused"):
+                    target = model if mode == "eager" else deploy
+                    run = (lambda m=target, x=inputs[b]: m.decode(m(x)))
+                    stats = measure_latency(run, warmup, repeats, device)
+                else:
+                    row, precision = RUNTIME_MODES[mode]
+                    try:
+                        backend = exports.backend(row, b, precision, threads)
+                    except GhostdetError as e:  # an export or quantizer this model/runtime cannot do: noted, not fatal
+                        out["skipped"][mode] = str(e)
+                        LOGGER.warning("skipping %s: %s", LABELS[mode], e)
+                        out["latency"].pop(mode, None)
+                        break
+                    feed = np.ascontiguousarray(inputs[b].cpu().numpy())
+                    stats = measure_latency(lambda r=backend, f=feed: r(f), warmup, repeats)
+                    target = BackendModule(backend, num_classes or 0, b)
+                if evaluate is not None and b == eval_batch and num_classes:
+                    out["mode_metrics"][mode] = evaluate(target)
+                    LOGGER.info("%-16s mAP50-95 %.4f mAP50 %.4f", mode, out["mode_metrics"][mode]["mAP50-95"],
+                                out["mode_metrics"][mode]["mAP50"])
+                stats["per_image"] = stats["median"] / b
+                out["latency"][mode][b] = stats
+                LOGGER.info("%-11s batch %-3d median %.2f ms (%.2f ms/image)", mode, b, stats["median"], stats["per_image"])
     return out
+
+
+# ---------------------------------------------------------------- runtimes for foreign graphs (benchmarks/ scripts)
+def ort_session(path: Path, threads: int):
+    """An ONNX Runtime CPU session for any ONNX file (a peer's too) with ghostdet's one set-up and ``threads``."""
+    from ghostdet.inference.backends.onnxruntime import onnx_session
+
+    return onnx_session(path, "cpu", threads)
+
+
+def openvino_ir(model: torch.nn.Module, x: torch.Tensor):
+    """``model`` (a GhostYOLO) exported with ``export_openvino`` at ``x``'s shape, read back as an ``openvino.Model``."""
+    import openvino as ov
+
+    from ghostdet.export.openvino import export_openvino
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = export_openvino(model, Path(tmp) / "model_openvino", imgsz=tuple(x.shape[-2:]), batch=x.shape[0])
+        return ov.Core().read_model(str(folder / "model.xml"))
+
+
+def openvino_runner(ir, x: torch.Tensor, threads: int, precision: str = "fp32", compiled_out: list | None = None):
+    """A callable running ``ir`` (an ``openvino.Model``, or an ONNX path OpenVINO converts) on ``x`` with ghostdet's
+    CPU set-up (``ghostdet.inference.backends.openvino.compile_model``); for peers' graphs, whose outputs differ."""
+    from ghostdet.inference.backends.openvino import compile_model
+
+    if isinstance(ir, (str, Path)):
+        import openvino as ov
+
+        ir = ov.convert_model(str(ir))
+    compiled, _, _ = compile_model(ir, precision, threads)
+    if compiled_out is not None:
+        compiled_out.append(compiled)
+    request, feed = compiled.create_infer_request(), {0: x.cpu().numpy()}
+    return lambda: request.infer(feed)
+
+
+def openvino_int8_ir(ir, calibration):
+    """The fp32 ``openvino.Model`` quantized with NNCF (``ghostdet.export.quantizers.quantize_openvino_model``)."""
+    from ghostdet.export.quantizers import quantize_openvino_model
+
+    return quantize_openvino_model(ir, calibration)[0]
+
+
+def openvino_skip_reason(mode: str, device: torch.device) -> str | None:
+    """Why an OpenVINO mode cannot run here (None: it can)."""
+    return skip_reason(mode, device)
 
 
 def environment(threads: int, device: str | torch.device = "cpu") -> dict[str, Any]:

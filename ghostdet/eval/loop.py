@@ -68,6 +68,7 @@ def evaluate_model(
     backend: str = "pycocotools",
     multi_label: bool = True,
     progress: bool = True,
+    on_batch=None,
 ) -> EvalResult:
     """Run ``model`` over ``loader`` and COCO-evaluate its detections against ``coco_gt``.
 
@@ -88,6 +89,8 @@ def evaluate_model(
             (slightly higher mAP than best-class-only; same protocol as the figures users compare with).
             Used when the model has ``decode`` (GhostYOLO); other models are called through ``predict``.
         progress: show a tqdm bar.
+        on_batch: called as ``on_batch(images, targets, preds, extra)`` after each batch (``extra``: the loader's
+            items after ``metas``, e.g. ``(ignore,)``; ``preds`` in input pixels), e.g. for P/R/F1 during training.
 
     The model is left in eval mode: the trainer switches it back with ``model.train()``.
     """
@@ -110,7 +113,7 @@ def evaluate_model(
 
         batches = tqdm(loader, desc="eval", unit="batch", leave=False)
     t0 = time.perf_counter()
-    for images, _targets, metas, *_ in batches:
+    for images, _targets, metas, *extra in batches:
         images = images.to(device, non_blocking=True).float()
         _sync(device)
         t1 = time.perf_counter()
@@ -128,6 +131,8 @@ def evaluate_model(
         t3 = time.perf_counter()
         t_pre, t_inf, t_post = t_pre + (t1 - t0), t_inf + (t2 - t1), t_post + (t3 - t2)
         seen += len(images)
+        if on_batch is not None:  # outside the timed stages
+            on_batch(images, _targets, preds, extra)
         t0 = time.perf_counter()  # the next wait for the loader counts as pre-processing
 
     num_gt_images = len(evaluator.coco_gt.getImgIds())

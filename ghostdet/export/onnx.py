@@ -5,7 +5,9 @@ With ``nms=True`` the graph ends in class-aware NMS instead (``ghostdet.export.n
 ``det_boxes``, ``det_scores``, ``det_classes``, at most ``max_det`` per image), so a runtime needs only the letterbox.
 
 The model is re-parameterized and BN-folded on a copy first. Class names, COCO category ids and the
-input size travel in the file's metadata (key ``ghostdet``, JSON), so ``Detector.from_onnx`` needs nothing else.
+input size travel in the file's metadata (key ``ghostdet``, JSON: ``ghostdet.utils.exported.build_metadata``), so
+``Detector.from_onnx`` needs nothing else. The file is published atomically (``staged_path``): a failed export leaves
+the previous file as it was.
 """
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ import torch
 import torch.nn as nn
 
 from ghostdet.data.letterbox import PAD_VALUE
+from ghostdet.utils.atomic import staged_path
 from ghostdet.utils.errors import ConfigError
-from ghostdet.utils.exported import META_KEY  # the key Detector.from_onnx reads
+from ghostdet.utils.exported import INPUT_NAME, META_KEY, OUTPUT_NAMES, build_metadata
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +91,8 @@ def export_onnx(
         log.warning("exporting FP16 on CPU: ONNX Runtime's CPU provider runs FP16 models slowly or not at all; "
                     "use --half for GPU runtimes (CUDA/TensorRT)")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     translation = None
-    output_names = ["boxes", "scores"]
+    output_names = list(OUTPUT_NAMES)
     if nms:
         from ghostdet.export.nms import NMS_OUTPUT_NAMES, ONNX_TRANSLATION, EndToEndNMS
 
@@ -110,7 +112,7 @@ def export_onnx(
         warnings.simplefilter("ignore")  # the exporter's progress and deprecation chatter
         try:
             program = torch.onnx.export(
-                wrapper, (dummy,), input_names=["images"], output_names=output_names,
+                wrapper, (dummy,), input_names=[INPUT_NAME], output_names=output_names,
                 opset_version=opset, dynamo=True, dynamic_shapes=dynamic_shapes, external_data=False,
                 optimize=True, verbose=False, custom_translation_table=translation,
             )
@@ -130,32 +132,56 @@ def export_onnx(
                 if not dim.HasField("dim_value"):
                     dim.dim_param = name
     nc = int(getattr(model, "num_classes", 0)) or None
-    meta = {
-        "names": list(names) if names is not None else [str(i) for i in range(nc or 0)],
-        "category_ids": list(category_ids) if category_ids else None,
-        "imgsz": [h, w],
-        "stride": stride,
-        "dynamic": bool(dynamic),
-        "half": bool(half),
-        "input": f"images: B x 3 x H x W float RGB 0-1, letterboxed (pad {PAD_VALUE})",
-        "outputs": "boxes: B x A x 4 xyxy input pixels; scores: B x A x nc sigmoid",
-        "nms": bool(nms),
-        "ghostdet_version": _version(),
-    }
+    outputs = "boxes: B x A x 4 xyxy input pixels; scores: B x A x nc sigmoid"
     if nms:
-        meta.update(conf=float(conf), iou=float(iou), max_det=int(max_det), outputs=(
-            f"num_dets: B x 1 int32; det_boxes: B x {max_det} x 4 float32 xyxy input pixels; det_scores: B x {max_det} "
-            f"float32 descending; det_classes: B x {max_det} int32; rows from num_dets on are padding (0, class -1)"))
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
-    proto.producer_name = "ghostdet"
+        outputs = (f"num_dets: B x 1 int32; det_boxes: B x {max_det} x 4 float32 xyxy input pixels; det_scores: B x "
+                   f"{max_det} float32 descending; det_classes: B x {max_det} int32; rows from num_dets on are padding "
+                   "(0, class -1)")
+    meta = build_metadata(
+        list(names) if names is not None else [str(i) for i in range(nc or 0)], (h, w), category_ids=category_ids,
+        stride=stride, dynamic=dynamic, half=half, nms=nms, conf=float(conf), iou=float(iou), max_det=int(max_det),
+        fmt="onnx", precision="fp16" if half else "fp32",
+        input=f"images: B x 3 x H x W float RGB 0-1, letterboxed (pad {PAD_VALUE})", outputs=outputs,
+        ghostdet_version=_version())
+    set_metadata(proto, meta)
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    with staged_path(path, is_dir=False) as staged:  # the old file stays until the new one is complete
+        onnx.save(proto, str(staged))
     log.info("exported %s in %.1f s (opset %d, %s, %s%s)", path, time.perf_counter() - started, opset,
              "dynamic batch/height/width" if dynamic else f"fixed {batch}x3x{h}x{w}", "fp16" if half else "fp32",
              f", NMS in the graph: conf {conf}, iou {iou}, max_det {max_det}" if nms else "")
     return path
+
+
+def set_metadata(proto, meta: dict) -> None:
+    """Replace the ghostdet record in an ONNX ``ModelProto`` (in memory)."""
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    proto.producer_name = "ghostdet"
+
+
+def write_metadata(path: str | os.PathLike, meta: dict) -> None:
+    """Replace the ghostdet record of the ONNX file at ``path`` (atomically; external data is never followed)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    set_metadata(proto, meta)
+    with staged_path(path) as staged:
+        onnx.save(proto, str(staged))
+
+
+def quantize(fp32_path, out, images, float_last_convs: bool = False) -> dict:
+    """Static QDQ int8 with ONNX Runtime (``ghostdet.export.quantizers.quantize_onnx``); the format table's hook."""
+    from ghostdet.export.quantizers import quantize_onnx
+    from ghostdet.inference.backends.onnxruntime import read_metadata
+
+    scheme = quantize_onnx(fp32_path, out, images, float_last_convs=float_last_convs)
+    write_metadata(out, dict(read_metadata(fp32_path), precision="int8", weights="int8"))
+    return scheme
+
+
+export = export_onnx  # the format table's entry point (ghostdet.export.formats)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,8 @@
 
 The ghostdet metadata (names, category ids, imgsz, ...) is the ONNX file's, stored twice: in the IR's ``rt_info``
 (key ``ghostdet``, JSON) and in ``metadata.json`` for people and tools that do not parse the IR.
-Run it with ``Detector.from_openvino(folder, precision="auto")`` (``ghostdet.inference.openvino``).
+Run it with ``Detector.from_file(folder, precision="auto")`` (``ghostdet.inference.backends.openvino``). The folder is
+published atomically (``ghostdet.utils.atomic.staged_path``): the previous IR stays whole until the new one is complete.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,9 +22,10 @@ from typing import Sequence
 import torch.nn as nn
 
 from ghostdet.export.onnx import DEFAULT_OPSET, _quiet_loggers, export_onnx
-from ghostdet.inference.openvino import IR_XML, METADATA_FILE, _reason, import_openvino
+from ghostdet.inference.backends.openvino import IR_XML, import_openvino, ir_metadata, read_ir, reason
+from ghostdet.utils.atomic import staged_path
 from ghostdet.utils.errors import ConfigError
-from ghostdet.utils.exported import META_KEY
+from ghostdet.utils.exported import META_KEY, METADATA_FILE, parse_metadata
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +69,17 @@ def export_openvino(
         export_onnx(model, source, imgsz, dynamic=dynamic, half=False, opset=opset, batch=batch, names=names,
                     category_ids=category_ids, nms=nms, conf=conf, iou=iou, max_det=max_det)  # its "exported /tmp/..onnx" line is muted: the temp file is gone after
         proto = onnx.load(str(source), load_external_data=False)
-        meta = json.loads({p.key: p.value for p in proto.metadata_props}[META_KEY])
+        meta = parse_metadata({p.key: p.value for p in proto.metadata_props}[META_KEY], source)
         del proto
         try:
             ir = ov.convert_model(str(source))
         except Exception as e:
-            raise ConfigError(f"OpenVINO conversion of the ONNX export failed ({_reason(e)})") from None
+            raise ConfigError(f"OpenVINO conversion of the ONNX export failed ({reason(e)})") from None
     meta.update(format="openvino", weights="fp32")
-    # a fresh folder each time: a stale model.bin next to a new model.xml would load and give wrong numbers
-    if out_dir.is_dir():
-        for name in (IR_XML, "model.bin", METADATA_FILE):
-            (out_dir / name).unlink(missing_ok=True)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}_tmp_", dir=out_dir.parent))
-    try:
-        write_openvino_folder(ir, meta, staging)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for item in staging.iterdir():
-            shutil.move(str(item), str(out_dir / item.name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # staged beside out_dir and swapped in whole: a stale model.bin never sits next to a new model.xml, and the old
+    # IR is removed only after the new one is in place
+    with staged_path(out_dir, is_dir=True) as staged:
+        write_openvino_folder(ir, meta, staged)
     log.info("exported %s in %.1f s (OpenVINO %s IR, FP32 weights, %s)", out_dir, time.perf_counter() - started,
              ov.__version__.split("-")[0], "dynamic batch/height/width" if dynamic else f"fixed {batch}x3x{meta['imgsz'][0]}x{meta['imgsz'][1]}")
     return out_dir
@@ -101,6 +93,28 @@ def write_openvino_folder(ir, meta: dict, folder: Path) -> Path:
     ov.save_model(ir, str(folder / IR_XML), compress_to_fp16=False)
     (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return folder
+
+
+def write_metadata(path: str | os.PathLike, meta: dict) -> None:
+    """Replace the ghostdet record of the IR folder at ``path`` (rt_info and metadata.json), atomically."""
+    model, _ = read_ir(path)
+    with staged_path(path, is_dir=True) as staged:
+        write_openvino_folder(model, meta, staged)
+    del model
+
+
+def quantize(fp32_path, out, images, float_last_convs: bool = False) -> dict:
+    """NNCF int8 of the IR folder ``fp32_path`` written as the folder ``out`` (the format table's hook)."""
+    from ghostdet.export.quantizers import quantize_openvino_model
+
+    model, xml = read_ir(fp32_path)
+    meta = ir_metadata(model, xml)
+    quantized, scheme = quantize_openvino_model(model, images, float_last_convs=float_last_convs)
+    write_openvino_folder(quantized, dict(meta, weights="int8", precision="int8"), Path(out))
+    return scheme
+
+
+export = export_openvino  # the format table's entry point (ghostdet.export.formats)
 
 
 def ir_size_mb(out_dir: str | os.PathLike) -> float:

@@ -19,7 +19,9 @@ import torch
 import torch.nn as nn
 
 from ghostdet.export.onnx import DecodedOutputs, prepare_for_export
+from ghostdet.utils.atomic import staged_path
 from ghostdet.utils.errors import ConfigError
+from ghostdet.utils.exported import build_metadata
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,9 @@ def export_torchscript(
     from ghostdet import __version__
     from ghostdet.utils.imgsz import input_hw, max_stride
 
-    h, w = input_hw(imgsz, max_stride(model))
+    stride = max_stride(model)
+    h, w = input_hw(imgsz, stride)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = DecodedOutputs(prepare_for_export(model, half=half, device=device))
     dummy = torch.zeros(1, 3, h, w, device=device, dtype=torch.float16 if half else torch.float32)
     started = time.perf_counter()
@@ -53,17 +55,15 @@ def export_torchscript(
         except Exception as e:
             raise ConfigError(f"TorchScript export failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:300]})") from None
     nc = int(getattr(model, "num_classes", 0))
-    meta = {
-        "names": list(names) if names is not None else [str(i) for i in range(nc)],
-        "category_ids": list(category_ids) if category_ids else None,
-        "imgsz": [h, w],
-        "stride": 32,
-        "half": bool(half),
-        "ghostdet_version": __version__,
-    }
-    with warnings.catch_warnings():
+    meta = build_metadata(list(names) if names is not None else [str(i) for i in range(nc)], (h, w),
+                          category_ids=category_ids, stride=stride, dynamic=True, half=half, fmt="torchscript",
+                          precision="fp16" if half else "fp32", ghostdet_version=__version__)
+    with warnings.catch_warnings(), staged_path(path) as staged:  # the old file stays until the new one is complete
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice; tracing still works
-        torch.jit.save(traced, str(path), _extra_files={META_FILE: json.dumps(meta)})
+        torch.jit.save(traced, str(staged), _extra_files={META_FILE: json.dumps(meta)})
     log.info("exported %s in %.1f s (TorchScript, traced at 1x3x%dx%d, %s)", path, time.perf_counter() - started, h, w,
              "fp16" if half else "fp32")
     return path
+
+
+export = export_torchscript  # the format table's entry point (ghostdet.export.formats)

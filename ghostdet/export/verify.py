@@ -1,9 +1,12 @@
-"""Checks an exported file against the PyTorch model it came from, on the same image, before anyone ships it.
+"""Checks an exported file against the PyTorch model it came from, on the same real photo, before anyone ships it.
 
-Two levels: raw outputs (largest box difference in pixels, largest score difference) and detections after
-score threshold + NMS (count and box agreement, the criterion users care about: same count within 2%,
-matched boxes within 1 pixel). An export with NMS in the graph has only detections: they are checked against
-``ghostdet.models.postprocess.postprocess`` of the PyTorch outputs at the graph's conf/iou/max_det, image by image.
+Two levels. First the raw decoded outputs over **every anchor** (largest box difference in pixels, largest score
+difference): they cannot pass on nothing, whatever the model's scores. Then detections after score threshold + NMS
+(count and box agreement: same count within 2%, matched boxes within 1 pixel). An export with NMS in the graph is
+checked at both levels too: its decoded boxes and per-class scores are read where they enter the graph's
+NonMaxSuppression (``nms_inputs``), and its detections against ``ghostdet.models.postprocess.postprocess`` of the
+PyTorch outputs at the graph's conf/iou/max_det, image by image. Every runtime is reached through its backend
+(``ghostdet.inference.backends.load_backend``).
 """
 from __future__ import annotations
 
@@ -13,44 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, clip_boxes_to_image
 
+from ghostdet.export.calibration import check_image, synthetic_scene  # noqa: F401 (their old home: re-exported)
+from ghostdet.utils.errors import ExportMismatchError
 from ghostdet.utils.timing import measure_latency
 
 log = logging.getLogger(__name__)
-
-
-def check_image(source: str | os.PathLike | None, imgsz: tuple[int, int]) -> tuple[np.ndarray, str]:
-    """A 1 x 3 x H x W float 0-1 letterboxed batch from ``source`` (an image file), or a synthetic scene
-    (coloured shapes on a gradient, deterministic) when None. Returns ``(batch, description)``."""
-    from ghostdet.data.image_io import read_image, to_chw_batch
-    from ghostdet.data.letterbox import letterbox
-
-    if source is not None:
-        image, what = read_image(source), str(source)
-    else:
-        image, what = synthetic_scene(), "a synthetic image (pass --source IMAGE to check on a real photo)"
-    padded, _, _ = letterbox(image, imgsz)
-    return to_chw_batch([padded]), what
-
-
-def synthetic_scene(height: int = 480, width: int = 640) -> np.ndarray:
-    """An RGB uint8 test scene with edges and colours (pure noise would leave every score near zero)."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.stack([xs / width * 255, ys / height * 255, np.full_like(xs, 128)], -1).astype(np.uint8)
-    rng = np.random.default_rng(0)
-    for _ in range(12):
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        x, y = int(rng.integers(0, width - 60)), int(rng.integers(0, height - 60))
-        w, h = int(rng.integers(30, 200)), int(rng.integers(30, 200))
-        if rng.random() < 0.5:
-            cv2.rectangle(image, (x, y), (x + w, y + h), color, -1)
-        else:
-            cv2.circle(image, (x + w // 2, y + h // 2), min(w, h) // 2, color, -1)
-    return image
 
 
 def compare_detections(reference: dict, candidate: dict) -> tuple[int, int, float]:
@@ -73,11 +47,11 @@ def compare_detections(reference: dict, candidate: dict) -> tuple[int, int, floa
 
 @dataclass
 class ExportCheck:
-    """What ``verify_export`` found. ``ok``: outputs and detections agree within the tolerances."""
+    """What ``verify_export`` found. ``ok``: raw outputs and detections agree within the tolerances."""
 
     image: str
-    max_box_diff: float
-    max_score_diff: float
+    max_box_diff: float      # raw decoded boxes, every anchor (px)
+    max_score_diff: float    # raw class scores, every anchor
     detections_torch: int
     detections_export: int
     max_detection_box_diff: float
@@ -86,7 +60,16 @@ class ExportCheck:
     problems: list[str] = field(default_factory=list)
     precision: str = "fp32"  # what the exported model ran in (openvino: the resolved precision hint)
     conf: float = 0.25       # the score threshold the detections were compared at
-    nms: bool = False        # the file had NMS in the graph (box/score diffs are then over matched detections)
+    nms: bool = False        # the file had NMS in the graph
+    anchors: int = 0         # anchors x images the raw outputs were compared over
+    top_score: float = 0.0   # the highest PyTorch score on the image (how much the image exercised the model)
+    max_detection_score_diff: float = 0.0
+
+    def summary(self) -> str:
+        """One line: what was compared, on what, and how close."""
+        return (f"decoded outputs over all {self.anchors} anchors: max |box diff| {self.max_box_diff:.2g} px, "
+                f"max |score diff| {self.max_score_diff:.2g} (top score {self.top_score:.2f}); detections "
+                f"{self.detections_export} vs {self.detections_torch} (conf {self.conf:g})")
 
 
 # bf16 keeps 8 significant bits (relative error ~4e-3): boxes of a few hundred pixels move by a pixel or two and
@@ -99,95 +82,141 @@ def verify_export(prepared: torch.nn.Module, path: str | os.PathLike, fmt: str, 
                   iou: float = 0.45, runs: int = 10, box_tol: float = 1.0, score_tol: float = 1e-3,
                   description: str = "", precision: str = "fp32", threads: int | None = None,
                   max_det: int = 300) -> ExportCheck:
-    """Run ``prepared`` (the fused model that was exported) and the file at ``path`` (``fmt`` onnx, torchscript or
-    openvino) on ``batch``; compare outputs and detections; time the exported model (median of ``runs``).
+    """Run ``prepared`` (the fused model that was exported) and the file at ``path`` (``fmt``: a format of
+    ``ghostdet.export.formats``) on ``batch``; compare raw decoded outputs over every anchor, then detections; time
+    the exported model (median of ``runs``).
 
-    ``precision`` (openvino only: fp32, bf16 or auto) is the inference precision hint the file is run with; bf16 is
-    checked with the looser ``BF16_*`` tolerances (raw boxes/scores, and detections matched at IoU >= 0.9).
-    A file with NMS in the graph is compared on detections only: pass the ``conf``, ``iou`` and ``max_det`` it was
-    exported with (the reference is ``postprocess`` at those)."""
+    ``precision`` is the run-time hint for runtimes that take one (OpenVINO: fp32, bf16 or auto); bf16 is checked with
+    the looser ``BF16_*`` tolerances. A file with NMS in the graph: pass the ``conf``, ``iou`` and ``max_det`` it was
+    exported with (the detections' reference is ``postprocess`` at those)."""
     from ghostdet.models.postprocess import postprocess
 
     param = next(prepared.parameters())
     with torch.inference_mode():
         ref_boxes, ref_scores = prepared.decode(prepared(torch.from_numpy(batch).to(param.device, param.dtype)))
     ref_boxes, ref_scores = ref_boxes.float().cpu(), ref_scores.float().cpu()
-    run, precision, nms = _runner(path, fmt, param.dtype, param.device, precision, threads)
-    outputs = run(batch)  # also the warm-up of the timing below
-    latency_ms = measure_latency(lambda: run(batch), warmup=0, repeats=runs)["median"]
-    if nms:
-        return _verify_nms(ref_boxes, ref_scores, outputs, tuple(batch.shape[-2:]), conf, iou, max_det, box_tol,
-                           score_tol, description, precision, latency_ms, half=param.dtype == torch.float16)
-    out_boxes, out_scores = outputs
-    box_diff = float((ref_boxes - out_boxes).abs().max())
-    score_diff = float((ref_scores - out_scores).abs().max())
+    backend = _backend(path, fmt, param.device, precision, threads)
+    outputs = backend(batch)  # also the warm-up of the timing below
+    latency_ms = measure_latency(lambda: backend(batch), warmup=0, repeats=runs)["median"]
     hw = tuple(batch.shape[-2:])
-    ref = postprocess(ref_boxes, ref_scores, conf, iou, clip_shape=hw)[0]
-    got = postprocess(out_boxes, out_scores, conf, iou, clip_shape=hw)[0]
-    n_ref, n_got, det_diff = compare_detections(ref, got)
-    count_tol = int(0.02 * n_ref)
-    if param.dtype == torch.float16:  # FP16 rounds boxes at large coordinates to ~0.5 px and scores to ~1e-3
-        box_tol, score_tol, count_tol = box_tol * 2, score_tol * 5, count_tol + 1
-    min_iou = None
-    if precision == "bf16":
-        box_tol = max(box_tol, BF16_BOX_TOL, BF16_BOX_FRACTION * max(batch.shape[-2:]))
-        score_tol = max(score_tol, BF16_SCORE_TOL)
-        count_tol, min_iou = max(count_tol, int(BF16_COUNT_FRACTION * n_ref), 1), BF16_MIN_IOU
-    problems = []
-    if box_diff > box_tol:
-        problems.append(f"raw boxes differ by up to {box_diff:.3g} px")
-    if score_diff > score_tol:
-        problems.append(f"raw scores differ by up to {score_diff:.3g}")
-    if abs(n_ref - n_got) > count_tol:
-        problems.append(f"{n_got} detections instead of {n_ref}")
-    if min_iou is not None:  # bf16: every reference detection needs a same-class partner at IoU >= min_iou
-        matched = match_fraction(ref, got, min_iou)
-        if n_ref and matched < 1 - BF16_COUNT_FRACTION:
-            problems.append(f"only {matched:.0%} of the detections have a partner at IoU >= {min_iou}")
-    elif n_ref and det_diff > box_tol:
-        problems.append(f"matched detection boxes differ by up to {det_diff:.3g} px")
-    return ExportCheck(description, box_diff, score_diff, n_ref, n_got, det_diff, latency_ms, not problems, problems,
-                       precision, conf)
-
-
-def _verify_nms(ref_boxes: torch.Tensor, ref_scores: torch.Tensor, outputs, hw: tuple[int, int], conf: float, iou: float,
-                max_det: int, box_tol: float, score_tol: float, description: str, precision: str, latency_ms: float,
-                half: bool = False) -> ExportCheck:
-    """The NMS graph's detections (``outputs``) against ``postprocess`` of the PyTorch outputs, every image of the
-    batch: the same count (within 2%), matched boxes within ``box_tol`` px, scores within ``score_tol``."""
-    from ghostdet.inference.predictor import nms_outputs_to_detections
-    from ghostdet.models.postprocess import postprocess
-
-    problems: list[str] = []
-    n_ref_total = n_got_total = 0
-    worst_box = worst_score = 0.0
+    half, precision = param.dtype == torch.float16, getattr(backend, "precision", "fp32")
     if half:  # FP16 rounds boxes at large coordinates to ~0.5 px and scores to ~1e-3
         box_tol, score_tol = box_tol * 2, score_tol * 5
-    references = postprocess(ref_boxes, ref_scores, conf, iou, max_det, clip_shape=hw)
-    candidates = nms_outputs_to_detections(outputs, len(references))
-    for index, (ref, got) in enumerate(zip(references, candidates)):
+    if precision == "bf16":
+        box_tol = max(box_tol, BF16_BOX_TOL, BF16_BOX_FRACTION * max(hw))
+        score_tol = max(score_tol, BF16_SCORE_TOL)
+    if backend.nms:  # the raw outputs are the NMS node's inputs: clipped boxes, each anchor's best score
+        out_boxes, out_scores = nms_inputs(path, fmt, batch, precision, threads)
+        ref_raw_boxes, ref_raw_scores = _nms_reference_inputs(ref_boxes, ref_scores, hw)
+    else:
+        out_boxes, out_scores = outputs
+        ref_raw_boxes, ref_raw_scores = ref_boxes, ref_scores
+    problems = []
+    box_diff = float((ref_raw_boxes - out_boxes).abs().max())
+    score_diff = float((ref_raw_scores - out_scores).abs().max())
+    if not (box_diff <= box_tol):  # also NaN
+        problems.append(f"raw boxes differ by up to {box_diff:.3g} px")
+    if not (score_diff <= score_tol):
+        problems.append(f"raw scores differ by up to {score_diff:.3g}")
+    check = ExportCheck(description, box_diff, score_diff, 0, 0, 0.0, latency_ms, True, problems, precision, conf,
+                        nms=backend.nms, anchors=int(ref_boxes.shape[0] * ref_boxes.shape[1]),
+                        top_score=float(ref_scores.max()) if ref_scores.numel() else 0.0)
+    if backend.nms:
+        _compare_nms(check, postprocess(ref_boxes, ref_scores, conf, iou, max_det, clip_shape=hw), outputs, half,
+                     box_tol, score_tol)
+    else:
+        _compare_detections(check, postprocess(ref_boxes, ref_scores, conf, iou, clip_shape=hw)[0],
+                            postprocess(out_boxes, out_scores, conf, iou, clip_shape=hw)[0], half, box_tol)
+    check.ok = not check.problems
+    return check
+
+
+def _compare_detections(check: ExportCheck, ref: dict, got: dict, half: bool, box_tol: float) -> None:
+    n_ref, n_got, det_diff = compare_detections(ref, got)
+    check.detections_torch, check.detections_export, check.max_detection_box_diff = n_ref, n_got, det_diff
+    count_tol = int(0.02 * n_ref) + int(half)
+    if check.precision == "bf16":  # every reference detection needs a same-class partner at IoU >= 0.9
+        count_tol = max(count_tol, int(BF16_COUNT_FRACTION * n_ref), 1)
+        matched = match_fraction(ref, got, BF16_MIN_IOU)
+        if n_ref and matched < 1 - BF16_COUNT_FRACTION:
+            check.problems.append(f"only {matched:.0%} of the detections have a partner at IoU >= {BF16_MIN_IOU}")
+    elif n_ref and det_diff > box_tol:
+        check.problems.append(f"matched detection boxes differ by up to {det_diff:.3g} px")
+    if abs(n_ref - n_got) > count_tol:
+        check.problems.append(f"{n_got} detections instead of {n_ref}")
+
+
+def _compare_nms(check: ExportCheck, references: list[dict], outputs, half: bool, box_tol: float,
+                 score_tol: float) -> None:
+    """The NMS graph's detections against ``postprocess`` of the PyTorch outputs, every image of the batch: the same
+    count (within 2%), matched boxes within ``box_tol`` px, the k best scores within ``score_tol``."""
+    from ghostdet.inference.predictor import nms_outputs_to_detections
+
+    worst_box = worst_score = 0.0
+    bf16 = check.precision == "bf16"
+    for index, (ref, got) in enumerate(zip(references, nms_outputs_to_detections(outputs, len(references)))):
         n_ref, n_got, det_diff = compare_detections(ref, got)
-        n_ref_total, n_got_total = n_ref_total + n_ref, n_got_total + n_got
+        check.detections_torch += n_ref
+        check.detections_export += n_got
         where = f"image {index}: " if len(references) > 1 else ""
         count_tol = int(0.02 * n_ref) + int(half)
-        if precision == "bf16":
+        if bf16:
             count_tol = max(count_tol, int(BF16_COUNT_FRACTION * n_ref), 1)
             matched = match_fraction(ref, got, BF16_MIN_IOU)
             if n_ref and matched < 1 - BF16_COUNT_FRACTION:
-                problems.append(f"{where}only {matched:.0%} of the detections have a partner at IoU >= {BF16_MIN_IOU}")
-        if n_ref and n_got and (precision != "bf16" or det_diff != float("inf")):
+                check.problems.append(f"{where}only {matched:.0%} of the detections have a partner at IoU >= {BF16_MIN_IOU}")
+        if n_ref and n_got and (not bf16 or det_diff != float("inf")):
             worst_box = max(worst_box, det_diff)
         if abs(n_ref - n_got) > count_tol:
-            problems.append(f"{where}{n_got} detections instead of {n_ref}")
+            check.problems.append(f"{where}{n_got} detections instead of {n_ref}")
         k = min(n_ref, n_got)
         if k:  # both sorted by score: the k best scores must agree
             worst_score = max(worst_score, float((ref["scores"][:k] - got["scores"][:k]).abs().max()))
-    if precision != "bf16" and worst_box > box_tol:
-        problems.append(f"matched detection boxes differ by up to {worst_box:.3g} px")
-    if worst_score > (max(score_tol, BF16_SCORE_TOL) if precision == "bf16" else score_tol):
-        problems.append(f"detection scores differ by up to {worst_score:.3g}")
-    return ExportCheck(description, worst_box, worst_score, n_ref_total, n_got_total, worst_box, latency_ms,
-                       not problems, problems, precision, conf, nms=True)
+    check.max_detection_box_diff, check.max_detection_score_diff = worst_box, worst_score
+    if not bf16 and worst_box > box_tol:
+        check.problems.append(f"matched detection boxes differ by up to {worst_box:.3g} px")
+    if worst_score > score_tol:
+        check.problems.append(f"detection scores differ by up to {worst_score:.3g}")
+
+
+def _nms_reference_inputs(boxes: torch.Tensor, scores: torch.Tensor, hw) -> tuple[torch.Tensor, torch.Tensor]:
+    """What ``EndToEndNMS`` feeds its NMS, reduced to what does not depend on tie-breaking: boxes clipped to the input
+    and each anchor's best score (which class holds it is checked by the detections)."""
+    return clip_boxes_to_image(boxes, hw), scores.max(-1).values
+
+
+def nms_inputs(path, fmt: str, batch: np.ndarray, precision: str = "fp32", threads: int | None = None):
+    """``(boxes B x N x 4, best scores B x N)`` entering the NonMaxSuppression of an NMS graph (its B x C x N scores hold
+    each anchor's best class only: their max over C), read by adding them as outputs of an in-memory copy of the file
+    (ONNX Runtime or OpenVINO)."""
+    if fmt == "onnx":
+        import onnx
+
+        from ghostdet.inference.backends.onnxruntime import onnx_session
+
+        proto = onnx.load(str(path), load_external_data=False)
+        node = next((n for n in proto.graph.node if n.op_type == "NonMaxSuppression"), None)
+        if node is None:
+            raise ExportMismatchError(f"{path}: an NMS graph without a NonMaxSuppression node; re-export it")
+        taps = list(node.input[:2])
+        proto.graph.output.extend([onnx.helper.make_empty_tensor_value_info(name) for name in taps])
+        session = onnx_session(proto.SerializeToString(), where=str(path), threads=threads)
+        feed = batch.astype(np.float16 if "float16" in session.get_inputs()[0].type else np.float32)
+        boxes, scores = session.run(taps, {session.get_inputs()[0].name: feed})
+    elif fmt == "openvino":
+        from ghostdet.inference.backends.openvino import compile_model, read_ir
+
+        model, xml = read_ir(path)
+        op = next((o for o in model.get_ordered_ops() if o.get_type_name() == "NonMaxSuppression"), None)
+        if op is None:
+            raise ExportMismatchError(f"{xml}: an NMS graph without a NonMaxSuppression node; re-export it")
+        model.add_outputs([op.input_value(0), op.input_value(1)])
+        compiled, _, _ = compile_model(model, precision, threads, where=str(xml))
+        result = compiled.create_infer_request().infer({0: np.ascontiguousarray(batch, np.float32)})
+        boxes, scores = (np.array(result[compiled.outputs[i]]) for i in (-2, -1))
+    else:
+        raise ExportMismatchError(f"{path}: {fmt} has no NMS graphs to check")
+    return torch.from_numpy(np.asarray(boxes, np.float32)), torch.from_numpy(np.asarray(scores, np.float32)).amax(1)
 
 
 def match_fraction(reference: dict, candidate: dict, min_iou: float = 0.9) -> float:
@@ -205,38 +234,19 @@ def match_fraction(reference: dict, candidate: dict, min_iou: float = 0.9) -> fl
     return float((ious.max(1).values >= min_iou).float().mean())
 
 
-def _runner(path, fmt: str, dtype: torch.dtype, device: torch.device, precision: str = "fp32", threads: int | None = None):
-    """``(run, precision, nms)``: a callable ``batch (numpy) -> (boxes, scores)`` float32 CPU tensors for the exported
-    file (an NMS graph: its four outputs), the precision it runs in, and whether NMS is in the graph."""
-    if fmt == "onnx":
-        from ghostdet.inference.predictor import OnnxBackend, onnx_session
+def _backend(path, fmt: str, device: torch.device, precision: str | None = "fp32", threads: int | None = None):
+    """The backend of the exported file (the one Detector would use), at ``precision`` where the runtime takes a hint."""
+    from ghostdet.export.formats import get_format
+    from ghostdet.inference.backends import load_backend
 
-        backend = OnnxBackend(onnx_session(path, "cuda" if device.type == "cuda" else "cpu", threads), Path(path))
-        return backend, "fp16" if backend.input_dtype == np.float16 else "fp32", backend.nms
-    if fmt == "torchscript":
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
-            module = torch.jit.load(str(Path(path)), map_location=device)
-
-        def run(batch):
-            with torch.inference_mode():
-                boxes, scores = module(torch.from_numpy(batch).to(device, dtype))
-            return boxes.float().cpu(), scores.float().cpu()
-
-        return run, "fp16" if dtype == torch.float16 else "fp32", False
-    if fmt == "openvino":
-        from ghostdet.inference.openvino import load_backend
-
-        backend, _ = load_backend(path, precision=precision, threads=threads)
-        return backend, backend.precision, backend.nms
-    raise ValueError(f"unknown export format {fmt!r}")
+    row = get_format(fmt)
+    return load_backend(path, fmt, device=str(device),
+                        precision=precision if row.hints else None, threads=threads)
 
 
 def file_size_mb(path: str | os.PathLike) -> float:
     return Path(path).stat().st_size / 1e6
 
 
-__all__: Sequence[str] = ["ExportCheck", "check_image", "compare_detections", "match_fraction", "synthetic_scene",
-                          "verify_export", "file_size_mb"]
+__all__: Sequence[str] = ["ExportCheck", "check_image", "compare_detections", "match_fraction", "nms_inputs",
+                          "synthetic_scene", "verify_export", "file_size_mb"]

@@ -1,4 +1,5 @@
-"""Inference: the ``Detector`` predictor (from a checkpoint or an ONNX file), sources, drawing, detect outputs."""
+"""Inference: the ``Detector`` predictor (a checkpoint or any exported file; one backend per runtime in
+``ghostdet.inference.backends``), sources, drawing, detect outputs."""
 from ghostdet.inference.predictor import Detector
 from ghostdet.inference.results import Detections
 

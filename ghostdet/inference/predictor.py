@@ -1,8 +1,8 @@
-"""``Detector``: run a trained Ghost-YOLO (a .pt checkpoint, an exported .onnx or an OpenVINO IR folder) on images.
+"""``Detector``: run a trained Ghost-YOLO (a .pt checkpoint or any exported file of ``ghostdet.export.formats``) on images.
 
     from ghostdet import Detector
     det = Detector.from_checkpoint("runs/train/.../weights/best.pt")   # or Detector.from_onnx("model.onnx"),
-                                                                       # Detector.from_openvino("best_openvino/")
+                                                                       # Detector.from_file("best_openvino/")
     for result in det.predict(["a.jpg", "photos/"]):
         print(result.file, result.summary(), result.boxes)             # boxes: xyxy, original pixels
 
@@ -11,27 +11,27 @@ arrays from ``cv2.imread`` / ``cv2.VideoCapture`` (ultralytics' convention).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ghostdet.data.letterbox import PAD_VALUE, letterbox, unletterbox_boxes
-from ghostdet.inference.results import Detections
 from ghostdet.data.image_io import pil_to_rgb, to_chw_batch
+from ghostdet.data.letterbox import PAD_VALUE, letterbox, unletterbox_boxes
+from ghostdet.inference.backends import Backend, load_backend, output_order  # noqa: F401 (output_order: re-export)
+from ghostdet.inference.backends.onnxruntime import OnnxBackend, onnx_session  # noqa: F401 (re-exports, old home)
+from ghostdet.inference.backends.torch import TorchBackend
+from ghostdet.inference.results import Detections
 from ghostdet.inference.sources import Frame, MediaFile, array_to_rgb, collect_sources, iter_frames
 from ghostdet.utils.device import select_device
 from ghostdet.utils.errors import CheckpointError, ConfigError, DataError
-from ghostdet.utils.exported import META_KEY, NMS_OUTPUT_NAMES
 from ghostdet.utils.imgsz import input_hw, max_stride
 
 log = logging.getLogger(__name__)
-
 
 
 def parse_imgsz(text: str) -> tuple[int, int] | int:
@@ -45,61 +45,6 @@ def parse_imgsz(text: str) -> tuple[int, int] | int:
     if len(values) not in (1, 2) or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a size like 640, or height,width like 480,640")
     return values[0] if len(values) == 1 else (values[0], values[1])
-
-
-class Backend(Protocol):
-    """What ``Detector`` needs of a runtime; everything else (letterbox, NMS, boxes back to original pixels) is
-    shared. ``TorchBackend``, ``OnnxBackend`` and ``ghostdet.inference.openvino.OpenVinoBackend`` implement it."""
-
-    kind: str                                # "pytorch", "onnxruntime", "openvino"
-    fixed_imgsz: tuple[int, int] | None      # the only input size an exported file accepts (None: any)
-    fixed_batch: int | None                  # the only batch size it accepts (None: any)
-    nms: bool                                # the graph ends in NMS (outputs NMS_OUTPUT_NAMES)
-
-    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, ...]:
-        """B x 3 x H x W float32 0-1 letterboxed RGB -> decoded (boxes B x A x 4, scores B x A x nc), float32 CPU;
-        for an NMS graph (``nms``) its four outputs (num_dets, det_boxes, det_scores, det_classes) instead."""
-        ...
-
-
-class TorchBackend:
-    """A PyTorch Ghost-YOLO: decoded boxes and scores for a batch of letterboxed 0-1 RGB images."""
-
-    kind = "pytorch"
-    fixed_imgsz: tuple[int, int] | None = None
-    fixed_batch: int | None = None
-    nms = False
-
-    def __init__(self, model: torch.nn.Module, device: torch.device, channels_last: bool = False):
-        # channels_last: oneDNN's NHWC kernels run these 1x1/depthwise-heavy models faster on CPU
-        # (benchmarks/bench_vs_yolov8n_ghost.py: ghost_yolo 158 -> 136 ms at 640, 2 threads)
-        self.model = model.use_channels_last() if channels_last and hasattr(model, "use_channels_last") else model
-        self.device = device
-
-    @torch.inference_mode()
-    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(batch).to(self.device)  # NHWC, if at all, is the model's choice (use_channels_last)
-        boxes, scores = self.model.decode(self.model(x))
-        return boxes.float().cpu(), scores.float().cpu()
-
-
-def output_order(names: Sequence[set[str] | str], path: os.PathLike | str) -> tuple[bool, list[int]]:
-    """``(nms, order)`` for the outputs of an exported graph, each given by its name (or set of names): the order
-    that yields ``(boxes, scores)``, or for an NMS graph ``NMS_OUTPUT_NAMES``, whatever order the file lists them in."""
-    sets = [{n} if isinstance(n, str) else set(n) for n in names]
-
-    def index(name: str) -> int | None:
-        return next((i for i, s in enumerate(sets) if name in s), None)
-
-    if len(sets) == len(NMS_OUTPUT_NAMES) and all(index(n) is not None for n in NMS_OUTPUT_NAMES):
-        return True, [index(n) for n in NMS_OUTPUT_NAMES]  # type: ignore[misc]
-    if len(sets) != 2:
-        listed = ", ".join(sorted(next(iter(s)) for s in sets if s))
-        raise CheckpointError(f"{path}: has {len(sets)} outputs ({listed}); expected decoded boxes and scores, or "
-                              f"{', '.join(NMS_OUTPUT_NAMES)} (an export from tools/export.py)")
-    if index("boxes") == 1 and index("scores") == 0:
-        return False, [1, 0]
-    return False, [0, 1]
 
 
 def nms_outputs_to_detections(outputs: Sequence[Any], count: int | None = None, conf: float | None = None,
@@ -120,65 +65,6 @@ def nms_outputs_to_detections(outputs: Sequence[Any], count: int | None = None, 
         found = {key: value[keep][:max_det] for key, value in found.items()}
         results.append(found)
     return results
-
-
-def onnx_session(path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None):
-    """An ONNX Runtime session of the exported model at ``path`` (CPU, or CUDA for ``cuda[:N]``); bad files and a
-    missing onnxruntime or CUDA provider are one-line errors."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ConfigError("running .onnx models needs onnxruntime: pip install onnxruntime") from None
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such ONNX file; check the path")
-    providers: list[Any] = ["CPUExecutionProvider"]
-    if str(device).lower() not in ("cpu", ""):
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ConfigError(f"device {device!r} asked for, but this onnxruntime has no CUDA provider (pip install onnxruntime-gpu) ; use --device cpu")
-        index = str(device).split(":")[-1]
-        providers = [("CUDAExecutionProvider", {"device_id": int(index) if index.isdigit() else 0}), "CPUExecutionProvider"]
-    options = ort.SessionOptions()  # the one ONNX Runtime set-up: Detector, export checks and benchmarks
-    options.log_severity_level = 3  # ORT's own warnings go to stderr unformatted; keep the console clean
-    options.inter_op_num_threads = 1  # sequential execution (ORT's default mode) never uses a second pool
-    if threads:
-        options.intra_op_num_threads = int(threads)  # the thread budget a benchmark gives every runtime
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...) for bad files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a loadable ONNX model ({first[:200]}); export one with tools/export.py") from None
-
-
-class OnnxBackend:
-    """An ONNX Runtime session of a model written by ``ghostdet.export.export_onnx`` (with or without NMS)."""
-
-    kind = "onnxruntime"
-
-    def __init__(self, session, path: Path):
-        self.session = session
-        self.path = path
-        inp = session.get_inputs()[0]
-        self.input_name = inp.name
-        self.input_dtype = np.float16 if "float16" in inp.type else np.float32
-        shape = list(inp.shape)
-        if len(shape) != 4:
-            raise CheckpointError(f"{path}: input has shape {shape}; expected a batch of images B x 3 x H x W (an ONNX file from tools/export.py)")
-        h, w = shape[2], shape[3]
-        self.fixed_imgsz = (h, w) if isinstance(h, int) and isinstance(w, int) else None
-        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        outputs = session.get_outputs()
-        self.nms, order = output_order([o.name for o in outputs], path)
-        self.output_names = [outputs[i].name for i in order]
-        nc = outputs[order[1]].shape[-1]
-        self.num_classes = nc if isinstance(nc, int) and not self.nms else None
-
-    def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, ...]:
-        outputs = self.session.run(self.output_names, {self.input_name: batch.astype(self.input_dtype, copy=False)})
-        if self.nms:
-            return tuple(torch.from_numpy(np.asarray(o)) for o in outputs)
-        boxes, scores = outputs
-        return torch.from_numpy(np.asarray(boxes, np.float32)), torch.from_numpy(np.asarray(scores, np.float32))
 
 
 class Detector:
@@ -225,13 +111,11 @@ class Detector:
         ``fuse`` re-parameterizes RepGhost blocks and folds BatchNorm into convs (same outputs, faster).
         ``imgsz`` defaults to the training size stored in the checkpoint.
         """
-        from ghostdet.models import deploy_form
-        from ghostdet.utils.checkpoint import build_model_from_checkpoint
+        from ghostdet.inference.backends.torch import load
 
-        dev = select_device(device)
-        model, meta = build_model_from_checkpoint(path, map_location=dev)
-        model = deploy_form(model) if fuse else model.eval()
-        return cls(TorchBackend(model, dev, channels_last=True), meta["names"] or _default_names(model), imgsz=imgsz or meta.get("imgsz") or 640,
+        backend = load(path, device=device, fuse=fuse)
+        meta = backend.meta
+        return cls(backend, meta["names"] or _default_names(backend.model), imgsz=imgsz or meta.get("imgsz") or 640,
                    category_ids=meta.get("category_ids"), source=str(path), **kwargs)
 
     @classmethod
@@ -251,10 +135,7 @@ class Detector:
         ConfigError (re-export with ``--dynamic`` or with the size you want). Class names come from the
         file's metadata. ``threads`` sets ONNX Runtime's intra-op threads (default: its own choice).
         """
-        path = Path(path)
-        session = onnx_session(path, device, threads)
-        backend = OnnxBackend(session, path)
-        return cls._from_exported(backend, _onnx_metadata(session), path, imgsz, backend.num_classes, **kwargs)
+        return cls.from_backend(load_backend(path, "onnx", device=device, threads=threads), imgsz, **kwargs)
 
     @classmethod
     def from_openvino(cls, path: str | os.PathLike, imgsz: int | Sequence[int] | None = None, device: str = "cpu",
@@ -266,31 +147,28 @@ class Detector:
         reason are in ``detector.backend.precision`` / ``.precision_reason`` (and logged). ``threads`` sets
         ``INFERENCE_NUM_THREADS`` (default: OpenVINO's choice). Sizes and class names work as in ``from_onnx``.
         """
-        from ghostdet.inference.openvino import load_backend
-
-        if str(device).lower() not in ("cpu", ""):
-            raise ConfigError(f"device {device!r}: ghostdet runs OpenVINO models on the CPU only; use --device cpu")
-        backend, meta = load_backend(path, precision=precision, threads=threads)
-        return cls._from_exported(backend, meta, Path(path), imgsz, backend.num_classes, **kwargs)
+        backend = load_backend(path, "openvino", device=device, precision=precision, threads=threads)
+        return cls.from_backend(backend, imgsz, **kwargs)
 
     @classmethod
-    def _from_exported(cls, backend, meta: dict, path: Path, imgsz, num_classes: int | None, **kwargs) -> "Detector":
-        """A Detector on an exported model (ONNX, OpenVINO): input size checked against the file's, names from metadata."""
+    def from_backend(cls, backend: Backend, imgsz: int | Sequence[int] | None = None, **kwargs) -> "Detector":
+        """A Detector on a loaded backend (``ghostdet.inference.backends``): the input size checked against the
+        file's, class names and (NMS graphs) thresholds from its validated metadata."""
+        meta, path = backend.meta, backend.path
         imgsz = input_hw(imgsz) if imgsz is not None else None
         if imgsz is not None and backend.fixed_imgsz is not None and imgsz != tuple(backend.fixed_imgsz):
             fh, fw = backend.fixed_imgsz
-            want = imgsz
             raise ConfigError(
-                f"{path}: exported for a fixed {fh}x{fw} input, but imgsz {want[0]}x{want[1]} was asked; "
-                f"drop --imgsz (uses {fh}x{fw}) or re-export with --imgsz {want[0]} or --dynamic"
+                f"{path}: exported for a fixed {fh}x{fw} input, but imgsz {imgsz[0]}x{imgsz[1]} was asked; "
+                f"drop --imgsz (uses {fh}x{fw}) or re-export with --imgsz {imgsz[0]} or --dynamic"
             )
         size = imgsz or backend.fixed_imgsz or meta.get("imgsz") or 640
         names = meta.get("names")
         if not names:
-            if num_classes is None:
+            if backend.num_classes is None:
                 raise CheckpointError(f"{path}: no ghostdet metadata and no fixed class count; export it with tools/export.py")
             log.warning("%s: no class names in the model's metadata; naming classes by index", path)
-            names = [str(i) for i in range(num_classes)]
+            names = [str(i) for i in range(backend.num_classes)]
         if backend.fixed_batch not in (None, 1):
             kwargs.setdefault("batch_size", backend.fixed_batch)
         if backend.nms:  # NMS in the graph: its thresholds are the defaults (a higher conf / lower max_det can filter)
@@ -303,24 +181,30 @@ class Detector:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "cpu", imgsz: int | Sequence[int] | None = None,
-                  precision: str | None = None, threads: int | None = None, **kwargs) -> "Detector":
-        """Pick the backend from the path: ``from_openvino`` for an IR folder (``best_openvino/``) or ``.xml``,
-        ``from_onnx`` for ``.onnx`` files, ``from_checkpoint`` otherwise.
+                  precision: str | None = None, threads: int | None = None, format: str | None = None,
+                  **kwargs) -> "Detector":
+        """Pick the runtime from the path with the format table (``ghostdet.export.formats.format_for_path``: ``.onnx``,
+        an IR folder or ``.xml``, ``_ncnn_model/``, ``.mnn``, ``.tflite`` ...; a checkpoint otherwise), or by ``format``.
 
-        ``precision`` (fp32/bf16/auto) applies to OpenVINO models only; ``threads`` to ONNX and OpenVINO models
-        (PyTorch's threads are process-wide: ``torch.set_num_threads``).
+        ``precision`` is a run-time hint for runtimes that take one (OpenVINO: fp32/bf16/auto); elsewhere it is
+        ignored with a warning. ``threads`` sets the runtime's threads (PyTorch's are process-wide:
+        ``torch.set_num_threads``).
         """
-        if is_openvino_path(path):
-            return cls.from_openvino(path, imgsz=imgsz, device=device, precision=precision or "auto", threads=threads, **kwargs)
-        if precision not in (None, "auto", "fp32"):
-            log.warning("%s: precision %s applies to OpenVINO models only; running in the model's own precision", path, precision)
-        suffix = Path(path).suffix.lower()
-        if suffix == ".onnx":
-            return cls.from_onnx(path, imgsz=imgsz, device=device, threads=threads, **kwargs)
-        if suffix == ".torchscript":
-            raise ConfigError(f"{path}: TorchScript files are for deployment without ghostdet (libtorch); "
-                              "pass the .pt checkpoint, an .onnx export or an OpenVINO folder")
-        return cls.from_checkpoint(path, device=device, imgsz=imgsz, **kwargs)
+        from ghostdet.export.formats import check_detectable, format_for_path, get_format
+
+        row = get_format(format) if format else format_for_path(path)
+        check_detectable(row, path)
+        if precision not in (None, "auto", "fp32") and precision not in row.hints:
+            log.warning("%s: precision %s is not a run-time choice of %s models; running in the model's own precision",
+                        path, precision, row.runtime)
+            precision = None
+        if row.name == "pytorch":
+            return cls.from_checkpoint(path, device=device, imgsz=imgsz, **kwargs)
+        hint = precision if row.hints else None
+        if row.name == "openvino" and hint is None:
+            hint = "auto"
+        backend = load_backend(path, row.name, device=device, precision=hint, threads=threads)
+        return cls.from_backend(backend, imgsz, **kwargs)
 
     # ------------------------------------------------------------------ inference
     @property
@@ -447,10 +331,10 @@ class Detector:
 
 
 def is_openvino_path(path: str | os.PathLike) -> bool:
-    """An OpenVINO IR: an ``.xml`` file, a folder (``best_openvino/``), or a path named ``*_openvino`` even when it is
-    missing (so the error says "no such OpenVINO IR folder", not "no such checkpoint")."""
-    p = Path(path)
-    return p.suffix.lower() == ".xml" or p.is_dir() or p.name.endswith(("_openvino", "_openvino_model")) or str(path).endswith(("/", os.sep))
+    """An OpenVINO IR by the format table: an ``.xml`` file, a ``*_openvino`` name, or a folder of no other format."""
+    from ghostdet.export.formats import format_for_path
+
+    return format_for_path(path).name == "openvino"
 
 
 def _default_names(model) -> list[str]:
@@ -458,18 +342,6 @@ def _default_names(model) -> list[str]:
     if nc is None:
         raise CheckpointError("the model has no class names and no num_classes; pass names=[...]")
     return [str(i) for i in range(int(nc))]
-
-
-def _onnx_metadata(session) -> dict:
-    raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
-    if not raw:
-        return {}
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError:
-        log.warning("ignoring unreadable ghostdet metadata in the ONNX file")
-        return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 def _frames(source: Any, bgr: bool) -> Iterator[Frame]:
