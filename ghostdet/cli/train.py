@@ -25,7 +25,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ghostdet.cli.common import check_checkpoints_before_hydra, config_dir, refuse_unknown_keys, run_tool, setup_logging
+from ghostdet.cli.common import (check_checkpoints_before_hydra, config_dir, refuse_unknown_keys,
+                                 rewrite_data_yaml_argv, run_tool, setup_logging)
 from ghostdet.engine import train
 from ghostdet.engine.distributed import env_world
 from ghostdet.engine.outputs import check_weights_and_resume
@@ -189,6 +190,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``ghostdet train`` / ``python tools/train.py``: the arguments are Hydra overrides read from ``sys.argv``."""
+    rewrite_data_yaml_argv()  # data=my_data.yaml (ultralytics / Roboflow) -> data=yolo data.root=...
     refuse_unknown_keys("train")  # epoch=3: "did you mean epochs?" instead of Hydra's "+epoch=3" that nothing reads
     check_checkpoints_before_hydra(("resume", "weights"))  # a refused file leaves no run dir behind
     args = sys.argv[1:]
