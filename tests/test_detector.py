@@ -294,3 +294,15 @@ def test_memory_format_policy_lives_in_the_model():
     model.use_channels_last().train()(x)
     assert seen == [False, True, True]
     assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_readme_build_model_example_builds_a_detector():
+    """README / docs/models.md: a detector spec whose backbone omits features_only (it defaults to true inside a
+    detector; a backbone built alone keeps its own default)."""
+    import torch
+
+    from ghostdet.models import build_model
+
+    model = build_model({"name": "ghost_yolo", "backbone": {"name": "ghostnet", "width": 1.0}}, num_classes=3).eval()
+    out = model.predict(torch.rand(1, 3, 128, 128), conf=0.25, iou=0.45)
+    assert len(out) == 1 and set(out[0]) == {"boxes", "scores", "labels"}

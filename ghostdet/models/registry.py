@@ -250,6 +250,9 @@ def _check(spec: dict, where: str) -> None:
 
 def _build(spec: dict, where: str):
     entry = _entry(spec["name"], where)
+    if entry.kind == "detector" and isinstance(spec.get("backbone"), dict):
+        # a detector needs the backbone's three feature maps: features_only defaults to true inside one
+        spec = {**spec, "backbone": {"features_only": True, **spec["backbone"]}}
     kwargs = {k: (_build(v, f"{where}.{k}") if isinstance(v, dict) else v) for k, v in spec.items() if k != "name"}
     _check_kwargs(entry, kwargs, where)
     try:
