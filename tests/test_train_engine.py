@@ -173,8 +173,8 @@ def test_run_logger_csv_plots_events_and_resume_cut(tmp_path, monkeypatch):
         logger.log_epoch(epoch, {"box": 1.0 / epoch, "cls": 2.0, "dfl": 0.5}, 1e-3, metrics, 12.5)
     logger.close()
     lines = (tmp_path / "results.csv").read_text().splitlines()
-    assert lines[0] == "epoch,box_loss,cls_loss,dfl_loss,lr,mAP50,mAP50-95,mAP75,epoch_time_s"
-    assert lines[1].startswith("1,1,2,0.5,0.001,0.6,0.3,,12.5") and lines[2] == "2,0.5,2,0.5,0.001,,,,12.5"
+    assert lines[0] == "epoch,box_loss,cls_loss,dfl_loss,lr,mAP50,mAP50-95,mAP75,precision,recall,F1,epoch_time_s"
+    assert lines[1].startswith("1,1,2,0.5,0.001,0.6,0.3,,,,,12.5") and lines[2] == "2,0.5,2,0.5,0.001,,,,,,,12.5"
     # the plots show the CSV's numbers: one loss panel per component over epochs 1-3, mAP at the evaluated epochs
     losses_fig, map_fig = figures[-2:]
     assert [ax.get_title() for ax in losses_fig.axes] == ["train box loss", "train cls loss", "train dfl loss"]
