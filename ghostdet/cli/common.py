@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ghostdet.utils.atomic import missing_folders
 from ghostdet.utils.errors import ConfigError, GhostdetError
 
 
@@ -204,14 +205,6 @@ class _RunDir:
             self.remove()
 
 
-def _missing_folders(path: Path) -> list[Path]:
-    missing, probe = [], path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    return missing
-
-
 def _resolve_now(pattern: str) -> str | None:
     """``runs/eval/${now:%Y-%m-%d}/${now:%H-%M-%S}`` -> the folder name now; None if other interpolations remain."""
     import datetime
@@ -241,7 +234,7 @@ def _claim_run_dir(config_name: str, argv: list) -> _RunDir | None:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ConfigError(f"hydra.run.dir={given[-1]}: {path} already holds files; choose a new folder "
                               "(nothing was changed)")
-        created = _missing_folders(path)
+        created = missing_folders(path)
         path.mkdir(parents=True, exist_ok=True)
         return _RunDir(path, created)
     raw = yaml.safe_load((config_dir() / f"{config_name}.yaml").read_text(encoding="utf-8")) or {}
@@ -249,7 +242,7 @@ def _claim_run_dir(config_name: str, argv: list) -> _RunDir | None:
     if not resolved:
         return None
     base, n = Path(resolved), 1
-    created = _missing_folders(base.parent)
+    created = missing_folders(base.parent)
     base.parent.mkdir(parents=True, exist_ok=True)
     while True:
         path = base if n == 1 else base.with_name(f"{base.name}_{n}")

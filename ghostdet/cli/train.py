@@ -34,7 +34,7 @@ from ghostdet.engine.outputs import given as _given
 from ghostdet.engine.resume import RESUME_OVERRIDABLE, find_resume_checkpoint, is_no_resume, run_dir_of_checkpoint
 from ghostdet.engine.run_dir import check_new_run_dir, has_checkpoint
 from ghostdet.models import import_plugins
-from ghostdet.utils.atomic import new_numbered_dir
+from ghostdet.utils.atomic import missing_folders, new_numbered_dir
 from ghostdet.utils.errors import ConfigError
 
 
@@ -99,19 +99,19 @@ def train_run_dir(args: list[str], now: datetime | None = None) -> RunDir:
     if given:
         path = Path(given)
         check_new_run_dir(path, allowed=())
-        created = _missing_folders(path)
+        created = missing_folders(path)
         path.mkdir(parents=True, exist_ok=True)
         return RunDir(path, ".hydra", created)
     root = Path(project) if _given(project) else Path(runs_root)
     if _given(run_name):
         if Path(run_name).name != run_name or run_name in (".", ".."):
             raise ConfigError(f"name={run_name}: must be a folder name (no '/'); put the parent folder in project=")
-        created = _missing_folders(root)
+        created = missing_folders(root)
         path = new_numbered_dir(root, run_name)  # exclusive: name, name2, name3 ...
         return RunDir(path, ".hydra", [path, *created])
     now = now or datetime.now()
     base, name = root / now.strftime("%Y-%m-%d"), now.strftime("%H-%M-%S")
-    created = _missing_folders(base)
+    created = missing_folders(base)
     base.mkdir(parents=True, exist_ok=True)
     try:
         (base / name).mkdir()  # exclusive: two runs started in the same second get two folders
@@ -145,14 +145,6 @@ def _argv_values(args: list[str]) -> dict[str, str]:
 def _quoted(value: str) -> str:
     """A value for Hydra's override grammar (paths with spaces, commas or brackets included)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _missing_folders(path: Path) -> list[Path]:
-    missing, probe = [], path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    return missing
 
 
 def _rmdir_if_empty(folder: Path) -> None:

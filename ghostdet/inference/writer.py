@@ -19,7 +19,7 @@ import numpy as np
 from ghostdet.inference.draw import draw_detections
 from ghostdet.inference.results import Detections
 from ghostdet.inference.sources import Frame, stream_name
-from ghostdet.utils.atomic import atomic_write, new_numbered_dir, staged_path
+from ghostdet.utils.atomic import atomic_write, missing_folders, new_numbered_dir, staged_path
 from ghostdet.utils.checkpoint import newest_checkpoint
 from ghostdet.utils.errors import CheckpointError, ConfigError, DataError
 
@@ -39,14 +39,6 @@ def find_latest_weights(root: str | os.PathLike = "runs/train", option: str = "-
             "OpenVINO folder)"
         )
     return newest
-
-
-def _missing_folders(path: Path) -> list[Path]:
-    missing, probe = [], path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    return missing
 
 
 class OutputDir:
@@ -69,11 +61,11 @@ class OutputDir:
     def create(self) -> Path:
         if self.path is None:
             if self.exact is not None:
-                self._created = _missing_folders(self.exact)
+                self._created = missing_folders(self.exact)
                 self.exact.mkdir(parents=True, exist_ok=True)
                 self.path = self.exact
             else:
-                missing = _missing_folders(self.project)
+                missing = missing_folders(self.project)
                 reused = self.exist_ok and (self.project / self.name).is_dir()
                 self.path = new_numbered_dir(self.project, self.name, exist_ok=self.exist_ok)
                 self._created = ([] if reused else [self.path]) + missing

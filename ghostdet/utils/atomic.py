@@ -14,16 +14,21 @@ from pathlib import Path
 DEFAULT_FILE_MODE = 0o644   # what open() gives under the usual umask; mkstemp's 0600 surprises users sharing runs
 
 
+def missing_folders(path: str | os.PathLike) -> list[Path]:
+    """``path`` and those of its ancestors that do not exist yet, innermost first: what a command that creates
+    ``path`` must remove again when it fails."""
+    missing, probe = [], Path(path)
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    return missing
+
+
 def _existing_parent(path: Path) -> tuple[Path, list[Path]]:
     """Create ``path.parent`` (and its missing ancestors); return it with the folders created, innermost first."""
-    created: list[Path] = []
-    parent = path.parent
-    probe = parent
-    while not probe.exists():
-        created.append(probe)
-        probe = probe.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    return parent, created
+    created = missing_folders(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.parent, created
 
 
 def _remove_created(created: list[Path]) -> None:
@@ -125,4 +130,4 @@ def new_numbered_dir(base: str | os.PathLike, name: str = "exp", exist_ok: bool 
             n += 1
 
 
-__all__ = ["DEFAULT_FILE_MODE", "atomic_write", "new_numbered_dir", "staged_path", "write_text"]
+__all__ = ["DEFAULT_FILE_MODE", "atomic_write", "missing_folders", "new_numbered_dir", "staged_path", "write_text"]
