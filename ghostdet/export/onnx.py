@@ -100,7 +100,9 @@ def export_onnx(
         translation, output_names = ONNX_TRANSLATION, list(NMS_OUTPUT_NAMES)
     else:
         wrapper = DecodedOutputs(prepare_for_export(model, half=half, device=device))
-    dummy = torch.zeros(batch, 3, h, w, device=device, dtype=torch.float16 if half else torch.float32)
+    # a dynamic batch is traced at 2: torch.export specialises an example size of 1 (torch 2.9 baked it into reshapes)
+    example_batch = max(batch, 2) if dynamic else batch
+    dummy = torch.zeros(example_batch, 3, h, w, device=device, dtype=torch.float16 if half else torch.float32)
     dynamic_shapes = None
     if dynamic:
         # sides are multiples of the stride: say so, or torch.export specialises on the example size
