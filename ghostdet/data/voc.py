@@ -13,24 +13,23 @@ Layouts (``data.root``):
 Boxes are 1-based pixel indices in VOC (a box covers pixels ``xmin..xmax``): they become continuous
 0-based xyxy as ``[xmin - 1, ymin - 1, xmax, ymax]`` (Detectron2's reading: ``(1, 1, W, H)`` is the whole image).
 ``difficult`` objects are ignore regions, exactly like COCO ``iscrowd``: never targets, never misses.
-The xml is parsed by expat into an ElementTree; any ``<!DOCTYPE``/``<!ENTITY`` declaration is refused
-(the file is reported as malformed), so a hostile file cannot expand entities.
+The xml is parsed by expat into an ElementTree (``ghostdet.data.voc_xml``); any ``<!DOCTYPE``/``<!ENTITY``
+declaration is refused (the file is reported as malformed), so a hostile file cannot expand entities.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from xml.parsers import expat
 
 import numpy as np
 
 from ghostdet.data.image_io import IMAGE_SUFFIXES, exif_upright_boxes
 from ghostdet.data.scan import (ImageRecord, ScanReport, clean_boxes, files_fingerprint, finish_report, load_cache,
                                 probe_images, resolve_root, save_cache)
+from ghostdet.data.voc_xml import VocAnnotation, XmlRefused, parse_flag, parse_voc_xml
 from ghostdet.data.yolo import yolo_names
 from ghostdet.utils.errors import ConfigError, DataError, GhostdetError
 
@@ -42,7 +41,6 @@ LAYOUT = ("JPEGImages/*.jpg, Annotations/*.xml and ImageSets/Main/<split>.txt (a
           "devkits, or a LabelImg folder (images with their .xml beside them or in annotations/)")
 FRACTION_PARTS = ("train", "val")  # what data.train/data.val may name in a folder without ImageSets
 _YEAR = re.compile(r"VOC\d{4}$")
-_MAX_XML_BYTES = 16 << 20  # a VOC annotation is a few kB; anything this big is not one
 
 
 # ------------------------------------------------------------------------------------------------ layout
@@ -191,114 +189,6 @@ def _resolve_entry(entry: str, root: Path, split: str, fraction: float, seed: in
         raise DataError(f"no images in {folder.images}: expected {LAYOUT}; set data.root=DIR")
     return _Part(folder, _fraction_ids(folder, name, fraction, seed),
                  f"{folder.images} ({name} part, val_fraction={fraction:g}, split_seed={seed})", False)
-
-
-# ------------------------------------------------------------------------------------------------ xml
-class XmlRefused(ValueError):
-    """The file is not a usable VOC xml (malformed, refused declarations, wrong root element)."""
-
-
-@dataclass
-class VocObject:
-    line: int
-    name: str
-    coords: list  # the <bndbox> texts xmin, ymin, xmax, ymax (None where missing); None without <bndbox>
-    difficult: str | None
-    truncated: str | None
-
-
-@dataclass
-class VocAnnotation:
-    size: tuple | None  # (width, height) from <size>, None when absent or zero
-    size_text: str | None  # the <size> values when they are not numbers
-    objects: list = field(default_factory=list)
-
-
-def _refuse(*_):
-    raise XmlRefused("it declares a DOCTYPE or an ENTITY, refused (entities are never expanded)")
-
-
-def parse_voc_xml(path: str | Path) -> VocAnnotation:
-    """Parse one VOC/LabelImg annotation; ``XmlRefused`` (one line) when it is not a usable one."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_XML_BYTES + 1)
-    except OSError as e:
-        raise XmlRefused(f"cannot read it ({e.strerror or e})") from None
-    if len(data) > _MAX_XML_BYTES:
-        raise XmlRefused(f"larger than {_MAX_XML_BYTES >> 20} MB, not a VOC annotation")
-    view = data
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:64]:  # UTF-16: look at the characters
-        try:
-            view = data.decode("utf-16").encode("utf-8")
-        except UnicodeDecodeError:
-            pass
-    upper = view.upper()
-    if b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:
-        _refuse()
-    parser = expat.ParserCreate()
-    builder = ET.TreeBuilder()
-    object_lines = {}
-
-    def start(tag, attrs):
-        elem = builder.start(tag, attrs)
-        if tag == "object":
-            object_lines[id(elem)] = parser.CurrentLineNumber
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = builder.end
-    parser.CharacterDataHandler = builder.data
-    parser.StartDoctypeDeclHandler = _refuse  # the byte check above already caught these; expat sees every encoding
-    parser.EntityDeclHandler = _refuse
-    try:
-        parser.Parse(data, True)
-        root = builder.close()
-    except expat.ExpatError as e:
-        raise XmlRefused(f"not well-formed xml ({expat.ErrorString(e.code)}, line {e.lineno})") from None
-    except (ValueError, TypeError, LookupError) as e:
-        if isinstance(e, XmlRefused):
-            raise
-        raise XmlRefused(f"not readable xml ({' '.join(str(e).split())})") from None
-    if root.tag != "annotation":
-        raise XmlRefused(f"its root element is <{root.tag}>, not <annotation>")
-    ann = VocAnnotation(*_size(root.find("size")))
-    for obj in root.findall("object"):
-        box = obj.find("bndbox")
-        coords = None if box is None else [_text(box, k) for k in ("xmin", "ymin", "xmax", "ymax")]
-        ann.objects.append(VocObject(object_lines.get(id(obj), 0), _text(obj, "name") or "", coords,
-                                     _text(obj, "difficult"), _text(obj, "truncated")))
-    return ann
-
-
-def _text(elem, tag: str) -> str | None:
-    value = elem.findtext(tag)
-    return None if value is None else value.strip()
-
-
-def _size(elem) -> tuple:
-    if elem is None:
-        return None, None
-    w, h = _text(elem, "width"), _text(elem, "height")
-    try:
-        width, height = int(float(w)), int(float(h))
-    except (TypeError, ValueError, OverflowError):
-        return None, f"{w}x{h}"
-    return ((width, height) if width > 0 and height > 0 else None), None
-
-
-def _flag(value: str | None) -> bool | None:
-    """``<difficult>``/``<truncated>``: 0/1 (also false/true); None when it is something else."""
-    if value in (None, ""):
-        return False
-    low = value.lower()
-    if low in ("1", "true", "yes"):
-        return True
-    if low in ("0", "false", "no"):
-        return False
-    try:
-        return float(value) != 0
-    except ValueError:
-        return None
 
 
 # ------------------------------------------------------------------------------------------------ names
@@ -457,7 +347,7 @@ def _voc_record(file: str, image_id: int, probe, ann: VocAnnotation, xml: str, i
         if obj.name not in index:
             report.drop_box(where, "unknown class", f"class {obj.name!r} not in data.names {_short(list(index))}")
             continue
-        difficult = _flag(obj.difficult)
+        difficult = parse_flag(obj.difficult)
         if difficult is None:
             report.problems.append(f"{where}: <difficult> {obj.difficult!r} is not 0 or 1; taken as 0")
             difficult = False

@@ -3,7 +3,8 @@
 The checkpoint layout and its restoring are ``engine/state.py``, finding what ``resume=`` names ``engine/resume.py``,
 run dirs and the lock of a live run ``engine/run_dir.py``, mixed precision ``engine/amp.py``, what a run writes
 besides checkpoints ``engine/run_log.py`` and ``engine/outputs.py`` (with ``weights=``), ``patience=``
-``engine/early_stop.py``, seeding ``engine/seeding.py``, collectives ``engine/distributed.py``.
+``engine/early_stop.py``, seeding ``engine/seeding.py``, collectives ``engine/distributed.py``, non-finite losses
+and gradients at the optimizer step ``engine/step_guard.py``.
 """
 from __future__ import annotations
 
@@ -30,19 +31,16 @@ from ghostdet.engine.run_dir import RunLock, check_new_run_dir
 from ghostdet.engine.run_log import LOSS_KEYS, RunLogger, progress_bar, progress_text, summary_table
 from ghostdet.engine.seeding import seed_everything
 from ghostdet.engine.state import EpochStats
+from ghostdet.engine.step_guard import TrainingError, account_window, read_step_flags
 from ghostdet.engine.validation import EpochValidator
 from ghostdet.models.layers import freeze_batchnorm_stats
 from ghostdet.utils.checkpoint import save_checkpoint
 from ghostdet.utils.cpu_memory import keep_freed_memory
 from ghostdet.utils.device import select_device
-from ghostdet.utils.errors import ConfigError, GhostdetError
+from ghostdet.utils.errors import ConfigError
 from ghostdet.utils.imgsz import check_imgsz, max_stride
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(GhostdetError):
-    """Training cannot go on (e.g. the loss stayed non-finite); the last good checkpoint is kept."""
 
 
 class Trainer:
@@ -325,8 +323,9 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
                                                   self.clip_norm)
-        finite, norm_finite, stop = self._read_flags([f for _, f, _ in window], norm)
-        self._account(epoch, window, finite, stats)
+        finite, norm_finite, stop = read_step_flags([f for _, f, _ in window], norm, self._stop.requested,
+                                                    self.distributed, self.device)
+        account_window(epoch, window, finite, stats, self.max_nonfinite, self.weights_dir / "last.pt")
         if all(finite) and (norm_finite or self.scaler.is_enabled()):  # GradScaler skips inf gradients itself
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -340,38 +339,6 @@ class Trainer:
             self.scaler.update()  # unscale_ ran: the scaler backs off and is ready for the next step
         self.optimizer.zero_grad(set_to_none=True)
         return stop
-
-    def _read_flags(self, flags: list[torch.Tensor], norm: torch.Tensor | None) -> tuple[list[bool], bool, bool]:
-        """The window's loss flags, the norm's finiteness and the stop request on the host: the step's one device
-        sync. Under DDP each is the minimum over ranks (one all-reduce), so every rank skips and stops together."""
-        values = torch.stack(flags).float()
-        norm_flag = [torch.isfinite(norm).float().view(1).to(values.device)] if norm is not None else []
-        values = torch.cat([values, *norm_flag, values.new_full((1,), 0.0 if self._stop.requested else 1.0)])
-        if self.distributed:
-            values = dist_utils.all_reduce(values, self.device, torch.distributed.ReduceOp.MIN)
-        host = [v > 0 for v in values.tolist()]
-        stop = not host.pop()
-        norm_finite = host.pop() if norm is not None else True
-        return host, norm_finite, stop
-
-    def _account(self, epoch: int, window: list, finite: list[bool], stats: EpochStats) -> None:
-        """Add the window's finite losses to the epoch's sums; warn of each non-finite one and stop after
-        ``max_nonfinite_steps`` in a row."""
-        for (i, _, items), ok in zip(window, finite):
-            if ok:
-                stats.bad_in_row = 0
-                stats.n_good += 1
-                values = _items(items)
-                stats.loss_sums += torch.tensor([values.get(k, 0.0) for k in LOSS_KEYS], dtype=torch.float64)
-                continue
-            stats.bad_in_row += 1
-            log.warning("epoch %d iteration %d: non-finite loss (%s), step skipped", epoch + 1, i + 1,
-                        ", ".join(f"{k} {v:.4g}" for k, v in _items(items).items()))
-            if stats.bad_in_row >= self.max_nonfinite:
-                raise TrainingError(
-                    f"{stats.bad_in_row} non-finite losses in a row at epoch {epoch + 1}; stopped "
-                    f"(last good checkpoint: {self.weights_dir / 'last.pt'}); lower optimizer.lr or check the data"
-                )
 
     def _sync_buffers(self) -> None:
         """BN running stats drift apart between ranks (each sees its own last batch): take rank 0's."""
@@ -446,11 +413,6 @@ def _check_config(cfg: DictConfig) -> None:
 def _close_mosaic_bn(cfg: DictConfig) -> str:
     """BatchNorm statistics in the close-mosaic epochs; ``freeze`` also for configs saved before the key existed."""
     return cfg.get("close_mosaic_bn", "freeze")
-
-
-def _items(items: dict) -> dict:
-    """The loss's logging dict as floats (reading a tensor value waits for the device)."""
-    return {k: float(v) for k, v in items.items()}
 
 
 def train(cfg: DictConfig, run_dir: str | Path, resume_overrides: dict | None = None) -> dict:

@@ -26,8 +26,8 @@ tensorflow 2.19, onnxruntime 1.23, onnx 1.19 and numpy 1.26 exactly (it would do
 TensorFlow's own converter takes TensorFlow graphs only. So the ``litert`` extra holds litert-torch; on a device only
 ``ai-edge-litert`` (65 MB) is needed.
 
-The converters run in a subprocess (``ghostdet.export.ncnn.run_converter``) on a ``torch.export`` program saved in a
-work folder beside the output; the file is published with ``staged_path`` (a failure leaves nothing behind).
+The converters run in a subprocess (``ghostdet.export.converters.run_converter``) on a ``torch.export`` program saved
+in a work folder beside the output; the file is published with ``staged_path`` (a failure leaves nothing behind).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ghostdet.export.ncnn import run_converter
+from ghostdet.export.converters import converter_work, package_version, run_converter
 from ghostdet.utils.atomic import staged_path
 from ghostdet.utils.errors import ConfigError, ExportMismatchError
 from ghostdet.utils.exported import META_KEY, build_metadata, parse_metadata
@@ -86,8 +86,13 @@ if names:
                                  algorithm_key=AlgorithmName.NO_QUANTIZE)
 images = np.load(calib)
 from ai_edge_litert.interpreter import Interpreter
-sig = Interpreter(model_path=src).get_signature_list()["serving_default"]["inputs"][0]
-result = q.calibrate({"serving_default": [{sig: images[i:i + 1]} for i in range(len(images))]}, num_threads=1)
+interpreter = Interpreter(model_path=src)
+sig = interpreter.get_signature_list()["serving_default"]["inputs"][0]
+batch = int(interpreter.get_signature_runner("serving_default").get_input_details()[sig]["shape"][0])
+if len(images) < batch:  # a file with a fixed batch larger than the calibration set
+    images = np.concatenate([images] * -(-batch // len(images)))
+samples = [{sig: images[i:i + batch]} for i in range(0, len(images) - batch + 1, batch)]
+result = q.calibrate({"serving_default": samples}, num_threads=1)
 q.quantize(result).export_model(out, overwrite=True)
 """
 
@@ -120,14 +125,12 @@ def export_litert(model: nn.Module, out: str | os.PathLike, imgsz: int | Sequenc
     meta = build_metadata(list(names) if names is not None else [str(i) for i in range(nc)], (h, w),
                           category_ids=category_ids, stride=stride, half=half, fmt="litert",
                           precision="fp16" if half else "fp32", weights="fp16" if half else "fp32",
-                          converter=f"litert-torch {_dist_version('litert-torch')}",
+                          converter=f"litert-torch {package_version('litert-torch')}",
                           input=f"args_0 (signature serving_default): {batch} x 3 x H x W float32 RGB 0-1, letterboxed "
                                 f"(pad {PAD_VALUE})",
                           outputs="output_0: boxes B x A x 4 xyxy input pixels; output_1: scores B x A x nc sigmoid",
                           ghostdet_version=_version())
-    with staged_path(out) as staged:
-        work = staged.parent / "work"
-        work.mkdir()
+    with converter_work(out) as (staged, work):
         try:
             program = torch.export.export(wrapper, (sample,), strict=False)
         except Exception as e:
@@ -191,7 +194,7 @@ def float_tail(path: str | os.PathLike) -> tuple[list[str], list[str]]:
 def quantize(fp32_path: str | os.PathLike, out: str | os.PathLike, images: Sequence[np.ndarray],
              float_last_convs: bool = False) -> dict:
     """Static int8 of the fp32 ``.tflite`` at ``fp32_path`` written to ``out`` (ai-edge-quantizer), calibrated on
-    ``images`` (1 x 3 x H x W float32 0-1 letterboxed batches); the decode tail (and with ``float_last_convs`` the
+    ``images`` (1 x 3 x H x W float32 0-1 letterboxed batches, grouped to the file's fixed batch); the decode tail (and with ``float_last_convs`` the
     head's last convolutions) stays float. Returns the scheme record."""
     from ghostdet.inference.backends.litert import read_metadata
 
@@ -202,9 +205,7 @@ def quantize(fp32_path: str | os.PathLike, out: str | os.PathLike, images: Seque
         raise ConfigError(f"{fp32_path}: int8 starts from the fp32 .tflite, not an fp16 one; export without --half")
     last, tail = float_tail(fp32_path)
     keep = tail + (last if float_last_convs else [])
-    with staged_path(out) as staged:
-        work = staged.parent / "work"
-        work.mkdir()
+    with converter_work(out) as (staged, work):
         np.save(work / "calibration.npy", np.concatenate([np.asarray(b, np.float32) for b in images]))
         (work / "float.json").write_text(json.dumps(keep))
         (work / "float.tflite").write_bytes(fp32_path.read_bytes())
@@ -212,7 +213,7 @@ def quantize(fp32_path: str | os.PathLike, out: str | os.PathLike, images: Seque
                       "ai-edge-quantizer (LiteRT int8)", cwd=work, expect=("int8.tflite",), env=_QUIET)
         write_metadata(work / "int8.tflite", dict(meta, precision="int8", weights="int8", half=False))
         os.replace(work / "int8.tflite", staged)
-    return {"runtime": "litert", "tool": f"ai-edge-quantizer {_dist_version('ai-edge-quantizer')} static_wi8_ai8",
+    return {"runtime": "litert", "tool": f"ai-edge-quantizer {package_version('ai-edge-quantizer')} static_wi8_ai8",
             "weights": "int8 symmetric, per output channel", "activations": "int8 (min/max over the calibration images)",
             "float_nodes": len(keep), "float": "decode tail" + (" + last head convs" if float_last_convs else ""),
             "io": "int8 input (the file's scale / zero point), float32 outputs"}
@@ -220,15 +221,6 @@ def quantize(fp32_path: str | os.PathLike, out: str | os.PathLike, images: Seque
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, (bytes, bytearray)) else str(value or "")
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "?"
 
 
 export = export_litert  # the format table's entry point (ghostdet.export.formats)

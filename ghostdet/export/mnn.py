@@ -33,7 +33,8 @@ from typing import Sequence
 import numpy as np
 import torch.nn as nn
 
-from ghostdet.export.ncnn import onnx_for_conversion, run_converter
+from ghostdet.export.converters import converter_work, package_version, run_converter
+from ghostdet.export.ncnn import onnx_for_conversion
 from ghostdet.utils.atomic import staged_path
 from ghostdet.utils.errors import ConfigError
 from ghostdet.utils.exported import parse_metadata
@@ -74,11 +75,10 @@ def export_mnn(model: nn.Module, out: str | os.PathLike, imgsz: int | Sequence[i
         log.info("MNN exports take one image: the file is 1 x 3 x H x W (any --batch runs image by image)")
     out = Path(out)
     started = time.perf_counter()
-    with staged_path(out) as staged:
-        work = staged.parent / "work"
+    with converter_work(out) as (staged, work):
         source, meta, (h, w) = onnx_for_conversion(model, work, imgsz, names, category_ids, device, opset)
         meta.update(format="mnn", precision="fp16" if half else "fp32", half=bool(half),
-                    weights="fp16" if half else "fp32", converter=f"MNNConvert {_mnn_version()}",
+                    weights="fp16" if half else "fp32", converter=f"MNNConvert {package_version('MNN')}",
                     input="images: 1 x 3 x H x W float RGB 0-1, letterboxed (NCHW)")
         if half:
             round_to_fp16(source)
@@ -86,7 +86,7 @@ def export_mnn(model: nn.Module, out: str | os.PathLike, imgsz: int | Sequence[i
                 what=f"MNNConvert (ONNX -> MNN{', fp16' if half else ''})")
         os.replace(work / "model.mnn", staged)
     log.info("exported %s in %.1f s (MNN %s, %s weights, fixed 1x3x%dx%d)", out, time.perf_counter() - started,
-             _mnn_version(), "fp16" if half else "fp32", h, w)
+             package_version("MNN"), "fp16" if half else "fp32", h, w)
     return out
 
 
@@ -133,10 +133,9 @@ def quantize(fp32_path: str | os.PathLike, out: str | os.PathLike, images: Seque
     if meta.get("half"):
         raise ConfigError(f"{fp32_path}: int8 starts from the fp32 .mnn, not an fp16 one; export without --half")
     h, w = meta.get("imgsz") or images[0].shape[-2:]
-    with staged_path(out) as staged:
-        work = staged.parent / "work"
+    with converter_work(out) as (staged, work):
         calib = work / "calibration"
-        calib.mkdir(parents=True)
+        calib.mkdir()
         for i, batch in enumerate(images):  # 0-1 floats made from uint8 pixels: * 255 is exact
             rgb = np.clip(np.rint(batch[0].transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
             cv2.imwrite(str(calib / f"{i:05d}.png"), np.ascontiguousarray(rgb[:, :, ::-1]))
@@ -152,7 +151,7 @@ def quantize(fp32_path: str | os.PathLike, out: str | os.PathLike, images: Seque
         convert(work / "int8.mnn", work / "model.mnn", "MNN", dict(meta, precision="int8", weights="int8", half=False),
                 what="MNNConvert (metadata)")
         os.replace(work / "model.mnn", staged)
-    return {"runtime": "mnn", "tool": f"MNN {_mnn_version()} quantization tool (quantized.out)",
+    return {"runtime": "mnn", "tool": f"MNN {package_version('MNN')} quantization tool (quantized.out)",
             "weights": "int8 symmetric, per output channel (MAX_ABS)",
             "activations": "int8 symmetric, per tensor (EMA ranges, batch 1)",
             "float": "decode tail (MNN quantizes convolutions only)" + (" + last head convs" if skip else ""),
@@ -181,15 +180,6 @@ def last_conv_names(path: Path) -> list[str]:
     nodes = {op["name"]: (op.get("type", ""), successors[op["name"]]) for op in ops}
     last, _ = _tail(nodes, ("Convolution", "ConvolutionDepthwise"))
     return last
-
-
-def _mnn_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("MNN")
-    except PackageNotFoundError:
-        return "?"
 
 
 def _copy(src: Path, dst: Path) -> None:

@@ -18,8 +18,8 @@ No int8: ncnn quantizes with its C++ tools ``ncnn2table`` (calibration table) an
 tools from source is outside what ``pip install`` gives. Use MNN or LiteRT int8 (or ONNX Runtime / OpenVINO) for
 int8 on ARM.
 
-Converters run as subprocesses (``run_converter``) in a work folder beside the output; the result is published with
-``ghostdet.utils.atomic.staged_path``, so a failed conversion leaves nothing behind.
+Converters run as subprocesses (``run_converter``, ``ghostdet.export.converters``) in a work folder beside the output;
+the result is published with ``ghostdet.utils.atomic.staged_path``, so a failed conversion leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ import importlib.util
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,8 @@ from typing import Sequence
 
 import torch.nn as nn
 
-from ghostdet.utils.atomic import staged_path
+# run_converter and last_line are re-exported here (docs and callers have named them as ghostdet.export.ncnn's)
+from ghostdet.export.converters import converter_work, last_line, package_version, run_converter  # noqa: F401
 from ghostdet.utils.errors import ConfigError, ExportMismatchError
 from ghostdet.utils.exported import INPUT_NAME, METADATA_FILE, OUTPUT_NAMES, parse_metadata
 
@@ -44,39 +44,6 @@ log = logging.getLogger(__name__)
 PARAM_FILE = "model.ncnn.param"
 BIN_FILE = "model.ncnn.bin"
 PNNX_BLOBS = {"in0": INPUT_NAME, "out0": OUTPUT_NAMES[0], "out1": OUTPUT_NAMES[1]}
-CONVERTER_TIMEOUT = 1800  # seconds; a conversion of a small detector takes seconds to a few minutes
-
-
-def run_converter(command: Sequence[str], what: str, cwd: str | os.PathLike, timeout: float = CONVERTER_TIMEOUT,
-                  expect: Sequence[str | os.PathLike] = (), env: dict | None = None) -> str:
-    """Run a converter (``command``, argv) in ``cwd``; its output is captured (never printed) and returned. A non-zero
-    exit, a crash, a time-out or a missing ``expect``ed file is an ``ExportMismatchError`` naming ``what`` and the
-    converter's last informative line."""
-    started = time.perf_counter()
-    try:
-        proc = subprocess.run([str(c) for c in command], cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, text=True, errors="replace", timeout=timeout,
-                              env=None if env is None else {**os.environ, **env})
-    except subprocess.TimeoutExpired:
-        raise ExportMismatchError(f"{what} did not finish within {timeout:.0f} s; nothing was written") from None
-    except OSError as e:
-        raise ConfigError(f"{what} could not be started ({e.strerror or e}); reinstall it") from None
-    output = proc.stdout or ""
-    missing = [str(p) for p in expect if not (Path(cwd) / p).exists()]
-    if proc.returncode != 0 or missing:
-        why = f"exit status {proc.returncode}" if proc.returncode > 0 else (
-            f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"it wrote no {Path(missing[0]).name}")
-        raise ExportMismatchError(f"{what} failed ({why}: {last_line(output)}); nothing was written")
-    log.debug("%s took %.1f s:\n%s", what, time.perf_counter() - started, output[-4000:])
-    return output
-
-
-def last_line(output: str, limit: int = 200) -> str:
-    """The last line of a converter's output that says something (progress bars and blank lines skipped)."""
-    lines = [ln.strip() for ln in output.replace("\r", "\n").splitlines() if ln.strip() and "%" not in ln[-8:]]
-    return (lines[-1] if lines else "no output")[:limit]
-
-
 def pnnx_executable() -> Path:
     """The ``pnnx`` converter binary shipped in the ``pnnx`` wheel (found without importing the package)."""
     spec = importlib.util.find_spec("pnnx")
@@ -120,8 +87,7 @@ def export_ncnn(model: nn.Module, out: str | os.PathLike, imgsz: int | Sequence[
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; an ncnn export is a folder (e.g. best_ncnn_model/)")
     started = time.perf_counter()
-    with staged_path(out, is_dir=True) as staged:
-        work = staged.parent / "work"
+    with converter_work(out, is_dir=True) as (staged, work):
         source, meta, (h, w) = onnx_for_conversion(model, work, imgsz, names, category_ids, device, opset)
         run_converter([exe, source.name, f"inputshape=[1,3,{h},{w}]", f"ncnnparam={PARAM_FILE}", f"ncnnbin={BIN_FILE}",
                        "pnnxparam=model.pnnx.param", "pnnxbin=model.pnnx.bin", "pnnxpy=model_pnnx.py",
@@ -130,7 +96,7 @@ def export_ncnn(model: nn.Module, out: str | os.PathLike, imgsz: int | Sequence[
         (staged / PARAM_FILE).write_text(rename_blobs((work / PARAM_FILE).read_text()))
         os.replace(work / BIN_FILE, staged / BIN_FILE)
         meta.update(format="ncnn", precision="fp16" if half else "fp32", half=bool(half),
-                    weights="fp16" if half else "fp32", converter=f"pnnx {_version('pnnx')}",
+                    weights="fp16" if half else "fp32", converter=f"pnnx {package_version('pnnx')}",
                     input=f"{INPUT_NAME}: 3 x H x W float RGB 0-1, letterboxed (one image per extractor)",
                     outputs=f"{OUTPUT_NAMES[0]}: A x 4 xyxy input pixels; {OUTPUT_NAMES[1]}: A x nc sigmoid")
         write_folder_metadata(staged, meta)
@@ -162,15 +128,6 @@ def write_metadata(path: str | os.PathLike, meta: dict) -> None:
     from ghostdet.utils.atomic import write_text
 
     write_text(Path(path) / METADATA_FILE, json.dumps(parse_metadata(meta, path), indent=2) + "\n")
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "?"
 
 
 export = export_ncnn  # the format table's entry point (ghostdet.export.formats)

@@ -51,7 +51,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch as _torch  # not ``torch``: importing the submodule backends.torch rebinds that name in this package
 
-from ghostdet.utils.errors import CheckpointError
+from ghostdet.utils.errors import CheckpointError, ConfigError
 from ghostdet.utils.exported import NMS_OUTPUT_NAMES
 
 
@@ -123,6 +123,21 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     return (lines[0] if lines else type(error).__name__)[:limit]
 
 
+def run_image_by_image(batch: np.ndarray, runtime: str, run_one) -> tuple[_torch.Tensor, _torch.Tensor]:
+    """The ``__call__`` of a runtime whose graph takes one image per call (ncnn, MNN): ``batch`` checked to be
+    B x 3 x H x W, ``run_one`` (a 3 x H x W float32 array -> its boxes and scores as numpy arrays, copied out of the
+    runtime's buffers) run on each image, the results stacked as boxes B x A x 4 and scores B x A x nc."""
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise ConfigError(f"{runtime} input of shape {tuple(batch.shape)}: expected B x 3 x H x W")
+    boxes, scores = [], []
+    for image in batch:
+        image_boxes, image_scores = run_one(image)
+        boxes.append(np.asarray(image_boxes, dtype=np.float32).reshape(-1, 4))
+        scores.append(np.asarray(image_scores, dtype=np.float32).reshape(len(boxes[-1]), -1))
+    return _torch.from_numpy(np.stack(boxes)), _torch.from_numpy(np.stack(scores))
+
+
 class BackendModule(_torch.nn.Module):
     """A backend (or any ``batch -> (boxes, scores)`` callable) seen as a detector with ``forward`` + ``decode``, so
     ``ghostdet.eval.evaluate_model`` scores it exactly as it scores the checkpoint (same loader, same NMS, same COCO
@@ -153,4 +168,4 @@ class BackendModule(_torch.nn.Module):
 
 
 __all__ = ["Backend", "BackendModule", "backend_module", "first_line", "load_backend", "output_order",
-           "read_file_metadata"]
+           "read_file_metadata", "run_image_by_image"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ghostdet.inference.backends import first_line
+from ghostdet.inference.backends import first_line, run_image_by_image
 from ghostdet.utils.errors import CheckpointError, ConfigError
 from ghostdet.utils.exported import INPUT_NAME, OUTPUT_NAMES, parse_metadata
 
@@ -127,21 +127,17 @@ class MnnBackend:
         self.num_classes = len(names) if names else None
 
     def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise ConfigError(f"MNN input of shape {tuple(batch.shape)}: expected B x 3 x H x W")
-        boxes, scores = [], []
-        for image in batch:
-            x = self._expr.const(image[None], [1, *image.shape], self._expr.NCHW)
-            try:
-                out_boxes, out_scores = self.module.forward([x])
-            except Exception as e:
-                raise CheckpointError(f"{self.path}: MNN could not run it ({first_line(e)}); the input must be "
-                                      f"1 x 3 x {self.fixed_imgsz or 'H x W'}") from None
-            # read() is a view of MNN's output buffer, reused by the next forward: copy
-            boxes.append(np.array(out_boxes.read(), dtype=np.float32).reshape(-1, 4))
-            scores.append(np.array(out_scores.read(), dtype=np.float32).reshape(len(boxes[-1]), -1))
-        return torch.from_numpy(np.stack(boxes)), torch.from_numpy(np.stack(scores))
+        return run_image_by_image(batch, "MNN", self._run_one)
+
+    def _run_one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = self._expr.const(image[None], [1, *image.shape], self._expr.NCHW)
+        try:
+            out_boxes, out_scores = self.module.forward([x])
+        except Exception as e:
+            raise CheckpointError(f"{self.path}: MNN could not run it ({first_line(e)}); the input must be "
+                                  f"1 x 3 x {self.fixed_imgsz or 'H x W'}") from None
+        # read() is a view of MNN's output buffer, reused by the next forward: copy
+        return np.array(out_boxes.read(), dtype=np.float32), np.array(out_scores.read(), dtype=np.float32)
 
     def describe(self) -> str:
         return f"MNN {self.precision} (CPU, precision {_MNN_PRECISION[self.precision]}, {self.threads} threads)"

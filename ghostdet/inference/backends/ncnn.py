@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ghostdet.inference.backends import first_line
+from ghostdet.inference.backends import first_line, run_image_by_image
 from ghostdet.utils.errors import CheckpointError, ConfigError
 from ghostdet.utils.exported import METADATA_FILE, OUTPUT_NAMES, parse_metadata
 
@@ -104,23 +104,19 @@ class NcnnBackend:
         self.num_classes = len(names) if names else None
 
     def __call__(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise ConfigError(f"ncnn input of shape {tuple(batch.shape)}: expected B x 3 x H x W")
-        boxes, scores = [], []
-        for image in batch:
-            with self.net.create_extractor() as ex:
-                ex.input(self.input_name, self._ncnn.Mat(image))
-                found = []
-                for name in self.output_names:
-                    ret, mat = ex.extract(name)
-                    if ret != 0:
-                        raise CheckpointError(f"{self.path}: ncnn could not compute {name} (error {ret}); the input "
-                                              f"must be 3 x {self.fixed_imgsz or 'H x W'}")
-                    found.append(np.array(mat, dtype=np.float32))  # a copy: the Mat dies with the extractor
-            boxes.append(found[0].reshape(-1, 4))
-            scores.append(found[1].reshape(len(found[0].reshape(-1, 4)), -1))
-        return torch.from_numpy(np.stack(boxes)), torch.from_numpy(np.stack(scores))
+        return run_image_by_image(batch, "ncnn", self._run_one)
+
+    def _run_one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self.net.create_extractor() as ex:
+            ex.input(self.input_name, self._ncnn.Mat(image))
+            found = []
+            for name in self.output_names:
+                ret, mat = ex.extract(name)
+                if ret != 0:
+                    raise CheckpointError(f"{self.path}: ncnn could not compute {name} (error {ret}); the input "
+                                          f"must be 3 x {self.fixed_imgsz or 'H x W'}")
+                found.append(np.array(mat, dtype=np.float32))  # a copy: the Mat dies with the extractor
+        return found[0], found[1]
 
     def describe(self) -> str:
         return f"ncnn {self.precision} ({self.threads} threads)"
