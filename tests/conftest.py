@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import HALF_WIDTH_MODEL
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -68,12 +70,7 @@ def one_thread():
 TRAIN_STEMS = ["000000000009", "000000000025", "000000000030", "000000000034"]
 PHOTO_STEMS = TRAIN_STEMS + ["000000000086"]  # + the grayscale one
 IMGSZ = 256
-MODEL_CONFIG = {
-    "name": "ghost_yolo",
-    "backbone": {"name": "ghostnet", "width": 0.5, "features_only": True},
-    "neck_channels": 32,
-    "head_convs": 1,
-}
+MODEL_CONFIG = HALF_WIDTH_MODEL
 
 
 def yolo_boxes(coco128: Path, stem: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +139,19 @@ def make_trained_checkpoint(coco128: Path, out_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_checkpoint(coco128, tmp_path_factory) -> Path:
-    """``weights/best.pt`` of ``make_trained_checkpoint``, built once per test session."""
-    return make_trained_checkpoint(coco128, tmp_path_factory.getbasetemp() / "detect_model")
+    """``weights/best.pt`` of ``make_trained_checkpoint``, built once per test session; a pytest run started by a test
+    (test_openvino.py) gets the parent session's folder in GHOSTDET_TEST_DETECT_MODEL."""
+    folder = os.environ.get("GHOSTDET_TEST_DETECT_MODEL")
+    return make_trained_checkpoint(coco128, Path(folder) if folder else tmp_path_factory.getbasetemp() / "detect_model")
+
+
+@pytest.fixture(scope="session")
+def raccoon_checkpoint(raccoon, tmp_path_factory) -> Path:
+    """``helpers.make_raccoon_checkpoint``: the small raccoon model of the int8 and edge-export tests, trained once per
+    test session."""
+    from helpers import make_raccoon_checkpoint
+
+    return make_raccoon_checkpoint(raccoon, tmp_path_factory.getbasetemp() / "raccoon_int8" / "best.pt")
 
 
 YOLO_SPLIT_IMAGES = 8  # images in the yolo_split fixture (one of them a background image)

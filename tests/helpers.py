@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 
 
-# ------------------------------------------------------------------ training (test_train, test_reliability)
+# ------------------------------------------------------ training (test_train, test_resume, test_reliability)
 def tiny_overrides(data_root: Path, **extra) -> list[str]:
     """A few-second run: 8 generated shapes images at 64 px, batch 4, loading in-process, deterministic."""
     values = {
@@ -27,6 +27,20 @@ def tiny_overrides(data_root: Path, **extra) -> list[str]:
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def assert_same_tensors(a, b, where="") -> None:
+    """Every tensor in two nested checkpoint structures is bit-identical."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: keys differ"
+        for k in a:
+            assert_same_tensors(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tensors(x, y, f"{where}[{i}]")
 
 
 def compose_train(overrides: list[str]):
@@ -121,15 +135,49 @@ def run_tool(tool: str, *args, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def run_tools_concurrently(calls: list[tuple], cwd: Path) -> list[subprocess.CompletedProcess]:
-    """Run several ``(tool, *args)`` invocations at once (each is mostly interpreter start-up and imports)."""
+def run_tools_concurrently(calls: list[tuple], cwd: Path, timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """Run several ``(tool, *args)`` invocations at once (each is mostly interpreter start-up and imports); ``timeout``
+    per process (an int8 export on a busy machine wants more than the default)."""
     procs = [subprocess.Popen([sys.executable, str(ROOT / "tools" / tool), *map(str, args)], cwd=cwd,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tool, *args in calls]
     done = []
     for call, proc in zip(calls, procs):
-        stdout, stderr = proc.communicate(timeout=300)
+        stdout, stderr = proc.communicate(timeout=timeout)
         done.append(subprocess.CompletedProcess(call, proc.returncode, stdout, stderr))
     return done
+
+
+def run_main_in_process(tool: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    """``ghostdet.cli.<tool>.main`` (what ``tools/<tool>.py`` runs) called in this process, in ``cwd``, with ``args`` as
+    its command line: no interpreter start-up and torch import. Returns a CompletedProcess (exit code, stdout,
+    stderr) for the same assertions as ``run_tool``'s. The working folder, ``sys.argv`` and the root logger (the tool
+    adds its console handler) are restored afterwards."""
+    import contextlib
+    import importlib
+    import logging
+    import os
+
+    main = importlib.import_module(f"ghostdet.cli.{tool}").main
+    argv = [str(ROOT / "tools" / f"{tool}.py"), *map(str, args)]
+    saved_cwd, saved_argv = os.getcwd(), sys.argv
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        os.chdir(cwd)
+        sys.argv = list(argv)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            result = main()
+        code = result if isinstance(result, int) else 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return subprocess.CompletedProcess(argv[1:], code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -139,6 +187,16 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------ the model of the briefly trained checkpoints
+# (conftest's coco128 one, the raccoon one below): GhostNet width 0.5, a 32-channel neck, one head conv
+HALF_WIDTH_MODEL = {
+    "name": "ghost_yolo",
+    "backbone": {"name": "ghostnet", "width": 0.5, "features_only": True},
+    "neck_channels": 32,
+    "head_convs": 1,
+}
 
 
 # ------------------------------------------------------------------ a tiny real checkpoint (eval, benchmark)
@@ -187,3 +245,76 @@ def run_tool_in_process(project_root: Path, tool: str, *args: str, monkeypatch, 
         code = e.code if isinstance(e.code, int) else 1
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+# ------------------------------------------------------ a small model trained on raccoon (quantize, edge exports)
+# A half-width Ghost-YOLO whose backbone keeps its initial weights and whose neck + head are fitted to the 160 raccoon
+# train photos at 160 px (80 AdamW steps on cached backbone features, about a minute on 2 busy cores): val mAP50-95
+# about 0.18, mAP50 about 0.56, enough for an int8 loss to show. Built once per session by conftest's
+# ``raccoon_checkpoint`` fixture.
+RACCOON_IMGSZ = 160
+RACCOON_MODEL = HALF_WIDTH_MODEL
+
+
+def raccoon_data(root: Path) -> dict:
+    return {"format": "voc", "root": str(root), "train": "train", "val": "val", "names": ["raccoon"], "cache": False}
+
+
+def make_raccoon_checkpoint(raccoon: Path, out: Path, steps: int = 80) -> Path:
+    """The small raccoon model (above), saved at ``out`` in the trainer's checkpoint layout with its data config (so
+    ``--int8`` without ``--data`` finds the training data); an existing ``out`` is returned as it is."""
+    from ghostdet.data import build_dataset
+    from ghostdet.models import build_model
+    from ghostdet.models.loss import DetectionLoss
+    from ghostdet.utils.checkpoint import save_checkpoint
+
+    if out.is_file():
+        return out
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        data = raccoon_data(raccoon)
+        dataset = build_dataset(OmegaConf.create(data), split="train", imgsz=RACCOON_IMGSZ, augment=False, cache=False)
+        model = build_model(OmegaConf.create(RACCOON_MODEL), num_classes=1)
+        images, targets = [], []
+        for i in range(len(dataset)):
+            sample = dataset[i]
+            images.append(sample["image"].transpose(2, 0, 1))
+            targets.append(np.concatenate([np.full((len(sample["boxes"]), 1), i), sample["labels"][:, None],
+                                           sample["boxes"]], 1))
+        x = torch.from_numpy(np.stack(images)).float() / 255
+        t = torch.from_numpy(np.concatenate(targets)).float()
+        model.eval()
+        with torch.no_grad():
+            features = model.backbone((x - model.mean) / model.std)
+        loss_fn = DetectionLoss(model)
+        params = list(model.neck.parameters()) + list(model.head.parameters())
+        optimizer = torch.optim.AdamW(params, lr=1e-2)
+        model.neck.train()
+        model.head.train()
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(steps):
+            idx = torch.randperm(len(x), generator=generator)[:32]
+            keep = torch.isin(t[:, 0].long(), idx)
+            remap = torch.full((len(x),), -1, dtype=torch.long)
+            remap[idx] = torch.arange(len(idx))
+            batch_targets = t[keep].clone()
+            batch_targets[:, 0] = remap[batch_targets[:, 0].long()].float()
+            loss, _ = loss_fn(model.head(model.neck([f[idx] for f in features])), batch_targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():  # exact BN statistics of the final weights
+            for m in list(model.neck.modules()) + list(model.head.modules()):
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.reset_running_stats()
+                    m.momentum = None
+            model.head(model.neck(features))
+        model.eval()
+    finally:
+        torch.set_num_threads(threads)
+    save_checkpoint({"model": model.state_dict(), "ema": None, "names": ["raccoon"], "category_ids": None, "epoch": 0,
+                     "config": {"model": RACCOON_MODEL, "imgsz": RACCOON_IMGSZ, "data": data},
+                     "model_spec": RACCOON_MODEL, "ghostdet_version": "test"}, out)
+    return out

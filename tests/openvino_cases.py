@@ -1,5 +1,9 @@
 """OpenVINO export and backend: tools/export.py --format openvino checks its own output; the IR's detections equal
-the checkpoint's (fp32) or match them by IoU (bf16); detect.py runs the folder; broken folders fail with one line."""
+the checkpoint's (fp32) or match them by IoU (bf16); detect.py runs the folder; broken folders fail with one line.
+
+This file runs in a pytest process of its own (test_openvino.py), so the tools' mains run in that process too
+(``run_main_in_process``: no further interpreter start-ups); the checkpoint is the parent session's
+(GHOSTDET_TEST_DETECT_MODEL, see conftest.trained_checkpoint)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +19,7 @@ pytest.importorskip("openvino", reason="openvino not installed (pip install 'gho
 
 from conftest import IMGSZ  # noqa: E402
 from conftest import PHOTO_STEMS  # noqa: E402
-from helpers import assert_one_line_error, run_tool, run_tools_concurrently  # noqa: E402
+from helpers import assert_one_line_error, run_main_in_process  # noqa: E402
 
 from ghostdet.inference.openvino import cpu_supports_bf16  # noqa: E402
 
@@ -26,8 +30,8 @@ needs_bf16 = pytest.mark.skipif(not BF16, reason="this CPU does not report BF16 
 @pytest.fixture(scope="module")
 def exported_openvino(trained_checkpoint, shared_data, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("openvino") / "best_openvino"
-    proc = run_tool("export.py", "--weights", trained_checkpoint, "--format", "openvino", "--out", out,
-                    "--precision", "auto", "--source", shared_data / "images" / "dog.jpg", cwd=out.parent)
+    proc = run_main_in_process("export", "--weights", trained_checkpoint, "--format", "openvino", "--out", out,
+                               "--precision", "auto", "--source", shared_data / "images" / "dog.jpg", cwd=out.parent)
     assert proc.returncode == 0, proc.stderr
     return out, proc
 
@@ -144,12 +148,13 @@ def test_detect_tool_runs_the_folder_and_a_broken_folder_fails_with_one_line(exp
     (garbage / "model.xml").write_text("not an IR\n")
     (garbage / "model.bin").write_bytes(b"\0" * 64)
     precision = "bf16" if BF16 else "fp32"
-    calls = [
-        ("detect.py", folder, "--weights", f"{exported_openvino[0]}/", "--precision", precision, "--threads", "1",
-         "--out", tmp_path / "run"),
-        ("detect.py", photos[0], "--weights", garbage),
-    ]
-    ok, broken = run_tools_concurrently(calls, cwd=tmp_path)
+    threads = torch.get_num_threads()  # --threads sets PyTorch's for the process: this one, here
+    try:
+        ok = run_main_in_process("detect", folder, "--weights", f"{exported_openvino[0]}/", "--precision", precision,
+                                 "--threads", "1", "--out", tmp_path / "run", cwd=tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    broken = run_main_in_process("detect", photos[0], "--weights", garbage, cwd=tmp_path)
     assert ok.returncode == 0 and "Traceback" not in ok.stderr, ok.stderr
     assert f"OpenVINO precision {precision} (asked for)" in ok.stdout and f"(openvino {precision})" in ok.stdout
     assert len(json.loads((tmp_path / "run" / "predictions.json").read_text())) == 3
@@ -212,8 +217,9 @@ def test_nms_graph_converts_checks_and_detects_like_the_checkpoint(trained_check
     from ghostdet.export.verify import match_fraction
 
     out = tmp_path / "best_nms_openvino"
-    proc = run_tool("export.py", "--weights", trained_checkpoint, "--format", "openvino", "--nms", "--conf", "0.01",
-                    "--max-det", "10", "--out", out, "--source", shared_data / "images" / "dog.jpg", cwd=tmp_path)
+    proc = run_main_in_process("export", "--weights", trained_checkpoint, "--format", "openvino", "--nms", "--conf",
+                               "0.01", "--max-det", "10", "--out", out, "--source", shared_data / "images" / "dog.jpg",
+                               cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "checked in fp32 against PyTorch + postprocess (conf 0.01, iou 0.45, max_det 10)" in proc.stdout
     model = ov.Core().read_model(str(out / "model.xml"))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import IMGSZ, TRAIN_STEMS, yolo_boxes
-from helpers import assert_one_line_error, run_tool, run_tools_concurrently
+from helpers import assert_one_line_error, run_main_in_process, run_tool
 from ghostdet.data.image_io import read_image
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -189,15 +189,15 @@ def test_detect_tool_bad_inputs_fail_with_one_line(trained_checkpoint, coco128, 
     text.write_text("hello, I am not a picture")
     not_a_checkpoint = tmp_path / "best.pt"
     not_a_checkpoint.write_bytes(os.urandom(2048))
-    cases = {
-        ("detect.py", tmp_path / "missing.jpg", "--weights", trained_checkpoint): ("missing.jpg", "no such file"),
-        ("detect.py", text, "--weights", trained_checkpoint): ("notes.jpg", "not an image"),
-        ("detect.py", photo, "--weights", not_a_checkpoint): ("best.pt", "checkpoint"),
-        ("detect.py", photo): ("no --weights given",),  # and no runs/train in this folder
-        ("detect.py", photo, "--weights", trained_checkpoint, "--device", "cuda:7"): ("cuda:7",),
+    cases = {  # the tool's main in this process (test_booby_trapped_checkpoint_never_runs_its_code runs the script)
+        (tmp_path / "missing.jpg", "--weights", trained_checkpoint): ("missing.jpg", "no such file"),
+        (text, "--weights", trained_checkpoint): ("notes.jpg", "not an image"),
+        (photo, "--weights", not_a_checkpoint): ("best.pt", "checkpoint"),
+        (photo,): ("no --weights given",),  # and no runs/train in this folder
+        (photo, "--weights", trained_checkpoint, "--device", "cuda:7"): ("cuda:7",),
     }
-    for proc, fragments in zip(run_tools_concurrently(list(cases), cwd=tmp_path), cases.values()):
-        assert_one_line_error(proc, *fragments)
+    for args, fragments in cases.items():
+        assert_one_line_error(run_main_in_process("detect", *args, cwd=tmp_path), *fragments)
     assert not (tmp_path / "runs").exists()  # a failed detect writes nothing (no predictions.json holding [])
 
 

@@ -20,7 +20,7 @@ from ghostdet.inference.results import Detections
 from ghostdet.inference.sources import Frame, collect_sources, is_stream, stream_name
 from ghostdet.inference.writer import DetectionWriter, OutputDir
 from ghostdet.utils.errors import ConfigError
-from helpers import assert_one_line_error, make_checkpoint, run_tools_concurrently
+from helpers import assert_one_line_error, make_checkpoint, run_main_in_process
 
 
 def md5s(root: Path) -> dict[str, str]:
@@ -124,13 +124,12 @@ def test_detect_never_changes_a_file_that_existed_before(trained_checkpoint, coc
     (old_run / "predictions.json").write_text("[]\n")
     before = md5s(work)
     common = ["--weights", trained_checkpoint, "--conf", "0.1"]
-    calls = [("detect.py", photos, "--out", photos, *common),  # refused: the folder holds the photos
-             ("detect.py", photos, "--out", old_run, *common),  # refused: an earlier run
-             ("detect.py", photos, "--project", work / "runs", *common, "--save-txt"),  # exp is taken: exp2
-             ("detect.py", photos, "--project", work / "runs", "--exist-ok", *common),  # into exp, new names
-             ("detect.py", photos, "--out", work / "fresh", *common, "--classes", "person", "bowl", "--imgsz", "256",
-              "256")]
-    procs = run_tools_concurrently(calls, cwd=tmp_path)
+    calls = [(photos, "--out", photos, *common),  # refused: the folder holds the photos
+             (photos, "--out", old_run, *common),  # refused: an earlier run
+             (photos, "--project", work / "runs", *common, "--save-txt"),  # exp is taken: exp2
+             (photos, "--project", work / "runs", "--exist-ok", *common),  # into exp, new names
+             (photos, "--out", work / "fresh", *common, "--classes", "person", "bowl", "--imgsz", "256", "256")]
+    procs = [run_main_in_process("detect", *args, cwd=tmp_path) for args in calls]  # the tool's main, in this process
     for proc in procs[:2]:
         assert_one_line_error(proc, "already holds files")
     for proc in procs[2:]:
@@ -154,8 +153,8 @@ def test_a_stream_url_is_read_through_opencv_and_saved_as_video(trained_checkpoi
         writer.write(frame)
     writer.release()
     url = clip.resolve().as_uri()
-    [proc] = run_tools_concurrently([("detect.py", url, "--weights", trained_checkpoint, "--conf", "0.1",
-                                      "--save-txt")], cwd=tmp_path)
+    proc = run_main_in_process("detect", url, "--weights", trained_checkpoint, "--conf", "0.1", "--save-txt",
+                               cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "runs" / "detect" / "exp"
     records = json.loads((out / "predictions.json").read_text())
@@ -179,9 +178,8 @@ def test_nothing_found_prints_a_hint_and_a_failed_run_writes_nothing(coco128, tm
     photo = coco128 / "images" / "train2017" / f"{TRAIN_STEMS[0]}.jpg"
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("hello")
-    found, failed = run_tools_concurrently([("detect.py", photo, "--weights", weak, "--no-save"),
-                                            ("detect.py", not_an_image, "--weights", weak, "--project", "failed")],
-                                           cwd=tmp_path)
+    found = run_main_in_process("detect", photo, "--weights", weak, "--no-save", cwd=tmp_path)
+    failed = run_main_in_process("detect", not_an_image, "--weights", weak, "--project", "failed", cwd=tmp_path)
     assert found.returncode == 0, found.stderr
     hints = [line for line in found.stdout.splitlines() if line.startswith("hint: ")]
     assert len(hints) == 1 and "nothing found at --conf 0.25" in hints[0], found.stdout

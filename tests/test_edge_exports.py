@@ -2,21 +2,22 @@
 raccoon: export + check against PyTorch on a real photo (tools/export.py), then tools/detect.py with the exported
 file against the checkpoint (count and IoU per image), the backend contract, and the int8 gate of MNN and LiteRT.
 
-One checkpoint (test_quantize's: shared in the session's temp folder, trained once) and one set of exports, made by
-tools/export.py side by side in a module fixture; a runtime whose package is missing is skipped with the reason.
+One checkpoint (``raccoon_checkpoint``, conftest.py: trained once per session, shared with test_quantize.py) and one
+set of exports, made by tools/export.py side by side in a module fixture (each export its own process); detect and
+the export tool's refusals run their tool's main in this process. A runtime whose package is missing is skipped with
+the reason.
 """
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT
+from helpers import run_main_in_process, run_tools_concurrently
 
 pytestmark = pytest.mark.slow
 
@@ -40,30 +41,13 @@ def _skip_if_missing(fmt: str) -> None:
         pytest.skip(f"{fmt}: {', '.join(missing)} not installed (pip install 'ghostdet[{fmt}]')")
 
 
-def _run(calls: list[tuple], cwd: Path, timeout: int = 1500) -> list[subprocess.CompletedProcess]:
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "tools" / tool), *map(str, args)], cwd=cwd,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tool, *args in calls]
-    done = []
-    for call, proc in zip(calls, procs):
-        stdout, stderr = proc.communicate(timeout=timeout)
-        done.append(subprocess.CompletedProcess(call, proc.returncode, stdout, stderr))
-    return done
-
-
 @pytest.fixture(scope="module")
-def checkpoint(raccoon, tmp_path_factory) -> Path:
-    from test_quantize import make_raccoon_checkpoint  # the one raccoon model of the slow tests (same file, trained once)
-
-    return make_raccoon_checkpoint(raccoon, tmp_path_factory.getbasetemp() / "raccoon_int8" / "best.pt")
-
-
-@pytest.fixture(scope="module")
-def exports(checkpoint, raccoon, tmp_path_factory) -> dict:
+def exports(raccoon_checkpoint, raccoon, tmp_path_factory) -> dict:
     """tools/export.py for every installed format: fp32 (+ int8 with the gate where the format has int8) and --half,
     each in its own process, all at once. Returns {(fmt, half): (path, process)} and {fmt: (int8 path, process)}."""
     folder = tmp_path_factory.mktemp("edge")
     weights = folder / "best.pt"
-    weights.write_bytes(checkpoint.read_bytes())
+    weights.write_bytes(raccoon_checkpoint.read_bytes())
     photo = raccoon / "JPEGImages" / VAL_IMAGES[0]
     calls, keys = [], []
     for fmt in PACKAGES:
@@ -74,7 +58,7 @@ def exports(checkpoint, raccoon, tmp_path_factory) -> dict:
         keys.append((fmt, False))
         calls.append(("export.py", "--weights", weights, "--format", fmt, "--source", photo, "--half"))
         keys.append((fmt, True))
-    procs = _run(calls, folder)
+    procs = run_tools_concurrently(calls, folder, timeout=1500)
     return {"folder": folder, "weights": weights, "photo": photo,
             **{key: (folder / FILES[key], proc) for key, proc in zip(keys, procs)}}
 
@@ -127,9 +111,8 @@ def test_backend_contract(exports, fmt, half):
 
 
 def _detect(weights: Path, sources: list[Path], out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "detect.py"), *map(str, sources), "--weights",
-                           str(weights), "--out", str(out), "--no-save", "--conf", "0.3"],
-                          capture_output=True, text=True, timeout=600)
+    return run_main_in_process("detect", *sources, "--weights", weights, "--out", out, "--no-save", "--conf", "0.3",
+                               cwd=out.parent)
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +198,7 @@ def test_broken_files_are_one_line_errors(tmp_path, fmt):
 
 def test_ncnn_has_no_int8_and_says_why(exports):
     _skip_if_missing("ncnn")
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "export.py"), "--weights", str(exports["weights"]),
-                           "--format", "ncnn", "--int8", "--data", "voc"], capture_output=True, text=True, timeout=300,
-                          cwd=exports["folder"])
+    proc = run_main_in_process("export", "--weights", exports["weights"], "--format", "ncnn", "--int8", "--data", "voc",
+                               cwd=exports["folder"])
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "int8" in proc.stderr and "ncnn" in proc.stderr

@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from conftest import YOLO_SPLIT_IMAGES
 from ghostdet.eval import COCOEvaluator, evaluate_model
-from helpers import assert_one_line_error, make_checkpoint, run_tool, run_tool_in_process, yolo_data_cfg
+from helpers import (assert_one_line_error, make_checkpoint, run_tool, run_tool_in_process, run_tools_concurrently,
+                     yolo_data_cfg)
 
 
 
@@ -140,14 +141,17 @@ def test_eval_takes_the_newest_best_pt_and_scores_its_exports_alike(yolo_split, 
     data_cfg = OmegaConf.to_container(yolo_data_cfg(yolo_split))
     weights = make_checkpoint(tmp_path / "runs" / "train" / "d" / "t" / "weights" / "best.pt", names, imgsz=64,
                               data_cfg=data_cfg)
-    for fmt in ("onnx", "openvino"):
-        proc = run_tool("export.py", "--weights", weights, "--format", fmt, "--no-check", cwd=tmp_path)
+    # each command in its own process (OpenVINO does not share one with torch + ONNX Runtime), side by side
+    for proc in run_tools_concurrently([("export.py", "--weights", weights, "--format", fmt, "--no-check")
+                                        for fmt in ("onnx", "openvino")], cwd=tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
     common = ["batch=4", "workers=0", "conf=0", "max_det=20", "progress=false", "plots=false"]
     maps = {}
-    for name, weights_arg in (("pt", []), ("onnx", [f"weights={weights.with_suffix('.onnx')}"]),
-                              ("openvino", [f"weights={weights.parent / 'best_openvino'}", "precision=fp32"])):
-        proc = run_tool("eval.py", *weights_arg, *common, f"hydra.run.dir={tmp_path / ('eval_' + name)}", cwd=tmp_path)
+    evals = {"pt": [], "onnx": [f"weights={weights.with_suffix('.onnx')}"],
+             "openvino": [f"weights={weights.parent / 'best_openvino'}", "precision=fp32"]}
+    procs = run_tools_concurrently([("eval.py", *weights_arg, *common, f"hydra.run.dir={tmp_path / ('eval_' + name)}")
+                                    for name, weights_arg in evals.items()], cwd=tmp_path)
+    for name, proc in zip(evals, procs):
         assert proc.returncode == 0, proc.stderr[-2000:]
         if name == "pt":
             assert "using runs/train/d/t/weights/best.pt" in proc.stdout

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import IMGSZ, PHOTO_STEMS
-from helpers import assert_one_line_error, run_tool, run_tools_concurrently
+from helpers import assert_one_line_error, run_main_in_process, run_tool
 
 
 @pytest.fixture(scope="session")
@@ -66,13 +66,13 @@ def test_onnx_bad_inputs_fail_with_one_line(exported_onnx, coco128, tmp_path):
     photo = coco128 / "images" / "train2017" / "000000000009.jpg"
     garbage = tmp_path / "model.onnx"
     garbage.write_bytes(os.urandom(4096))
-    cases = {
-        ("detect.py", photo, "--weights", exported_onnx[0], "--imgsz", "320"): (f"fixed {IMGSZ}x{IMGSZ} input", "--dynamic"),
-        ("detect.py", photo, "--weights", garbage): ("model.onnx", "not a loadable ONNX model"),
-        ("export.py", "--weights", tmp_path / "nothing.pt"): ("nothing.pt", "no such checkpoint file"),
+    cases = {  # the tools' mains, in this process
+        ("detect", photo, "--weights", exported_onnx[0], "--imgsz", "320"): (f"fixed {IMGSZ}x{IMGSZ} input", "--dynamic"),
+        ("detect", photo, "--weights", garbage): ("model.onnx", "not a loadable ONNX model"),
+        ("export", "--weights", tmp_path / "nothing.pt"): ("nothing.pt", "no such checkpoint file"),
     }
-    for proc, fragments in zip(run_tools_concurrently(list(cases), cwd=tmp_path), cases.values()):
-        assert_one_line_error(proc, *fragments)
+    for (tool, *args), fragments in cases.items():
+        assert_one_line_error(run_main_in_process(tool, *args, cwd=tmp_path), *fragments)
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ import torch
 
 from conftest import IMGSZ
 from conftest import PHOTO_STEMS
-from helpers import run_tool, run_tools_concurrently
+from helpers import run_main_in_process, run_tool
 
 CONF, IOU, MAX_DET = 0.01, 0.45, 10
 pytestmark = pytest.mark.usefixtures("one_thread")  # small forward passes: faster on one thread on a shared CPU
@@ -142,10 +142,11 @@ def test_detector_runs_the_nms_graph_like_the_checkpoint(nms_onnx, trained_check
 
 
 def test_detect_tool_on_the_nms_export_writes_the_checkpoints_detections(nms_onnx, trained_checkpoint, photos, tmp_path):
-    calls = [("detect.py", *photos, "--weights", trained_checkpoint, "--conf", CONF, "--iou", IOU, "--max-det", MAX_DET,
+    calls = [(*photos, "--weights", trained_checkpoint, "--conf", CONF, "--iou", IOU, "--max-det", MAX_DET,
               "--no-save", "--out", tmp_path / "pt"),
-             ("detect.py", *photos, "--weights", nms_onnx[0], "--no-save", "--out", tmp_path / "nms")]
-    for proc in run_tools_concurrently(calls, cwd=tmp_path):
+             (*photos, "--weights", nms_onnx[0], "--no-save", "--out", tmp_path / "nms")]
+    for args in calls:  # the tool's main, in this process
+        proc = run_main_in_process("detect", *args, cwd=tmp_path)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert f"NMS in the graph (conf {CONF}, iou {IOU}, max_det {MAX_DET})" in proc.stdout
     from_pt, from_nms = (json.loads((tmp_path / run / "predictions.json").read_text()) for run in ("pt", "nms"))
@@ -185,8 +186,8 @@ def test_nms_options_are_checked_before_exporting(trained_checkpoint, tmp_path):
     from ghostdet.export.nms import check_nms_settings
     from ghostdet.utils.errors import ConfigError
 
-    assert_one_line_error(run_tool("export.py", "--weights", trained_checkpoint, "--nms", "--format", "torchscript",
-                                   cwd=tmp_path), "--nms is for --format onnx or openvino")
+    assert_one_line_error(run_main_in_process("export", "--weights", trained_checkpoint, "--nms", "--format",
+                                              "torchscript", cwd=tmp_path), "--nms is for --format onnx or openvino")
     for bad, fragment in (((0.25, 0.45, 0), "--max-det 0"), ((1.5, 0.45, 300), "--conf 1.5"), ((0.25, -1, 300), "--iou -1")):
         with pytest.raises(ConfigError, match=fragment):
             check_nms_settings(*bad)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import make_checkpoint, run_tool, tiny_model_cfg
+from helpers import make_checkpoint, run_main_in_process, tiny_model_cfg
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 IMGSZ = 64
@@ -54,7 +54,7 @@ def test_half_gets_its_own_name_and_keeps_the_fp32_export(tmp_path):
     weights = make_checkpoint(tmp_path / "best.pt", ["a", "b", "c"])
     fp32 = tmp_path / "best.onnx"
     fp32.write_bytes(b"the fp32 export of an earlier run")
-    proc = run_tool("export.py", "--weights", weights, "--half", "--no-check", cwd=tmp_path)
+    proc = run_main_in_process("export", "--weights", weights, "--half", "--no-check", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "best_fp16.onnx").is_file() and fp32.read_bytes() == b"the fp32 export of an earlier run"
     assert "best_fp16.onnx" in proc.stdout
@@ -134,7 +134,7 @@ def test_an_nms_graph_with_nothing_above_its_threshold_is_still_checked(model, t
 
 def test_export_tool_prints_what_it_compared(tmp_path):
     weights = make_checkpoint(tmp_path / "best.pt", ["a", "b", "c"])
-    proc = run_tool("export.py", "--weights", weights, "--out", tmp_path / "m.onnx", cwd=tmp_path)
+    proc = run_main_in_process("export", "--weights", weights, "--out", tmp_path / "m.onnx", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "decoded outputs over all 84 anchors" in proc.stdout and "top score" in proc.stdout
     meta = json.loads(__import__("onnx").load(str(tmp_path / "m.onnx")).metadata_props[0].value)

@@ -18,6 +18,7 @@ import torch
 from ghostdet.models import build_model, list_models, register_backbone, to_spec
 from ghostdet.utils.checkpoint import build_model_from_checkpoint, save_checkpoint
 from ghostdet.utils.errors import CheckpointError, ConfigError, GhostdetError
+from helpers import run_main_in_process
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TINY = {"name": "ghost_yolo", "backbone": {"name": "ghostnet", "width": 0.25, "features_only": True},
@@ -212,15 +213,18 @@ def _train_config(tmp_path: Path) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def _run(args, cwd):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+TOOL_CALLS = {  # tool -> its command line naming the checkpoint (train: resume= with a complete train config)
+    "detect": lambda path, image: [image, "--weights", path],
+    "eval": lambda path, image: [f"weights={path}"],
+    "export": lambda path, image: ["--weights", path],
+    "benchmark": lambda path, image: [f"models=[{path}]"],
+    "train": lambda path, image: [f"resume={path}"],
+}
 
 
-@pytest.mark.slow
-def test_hostile_checkpoints_are_refused_by_every_tool(tmp_path):
-    """detect, eval, export, benchmark and train resume= (complete train config): exit 1, one line, nothing written."""
+def _hostile_files(tmp_path: Path) -> tuple[Path, Path, list]:
+    """(work folder, photo, [(kind, marker, checkpoint)]): every payload written as a checkpoint of a complete train
+    config in ``tmp_path / "work"``."""
     work = tmp_path / "work"
     work.mkdir()
     (tmp_path / "markers").mkdir()
@@ -230,32 +234,48 @@ def test_hostile_checkpoints_are_refused_by_every_tool(tmp_path):
 
     cv2.imwrite(str(image), np.full((64, 64, 3), 127, np.uint8))
     train_cfg = _train_config(tmp_path)
-    tools = PROJECT_ROOT / "tools"
-    calls = []
-    for kind, (node, marker) in _payloads(tmp_path).items():
-        path = _write(work / f"{kind}.pt", node, new_format=kind.startswith("new"), train_config=train_cfg)
-        calls += [
-            (kind, marker, [tools / "detect.py", image, "--weights", path]),
-            (kind, marker, [tools / "eval.py", f"weights={path}"]),
-            (kind, marker, [tools / "export.py", "--weights", path]),
-            (kind, marker, [tools / "benchmark.py", f"models=[{path}]"]),
-            (kind, marker, [tools / "train.py", f"resume={path}"]),
-        ]
+    files = [(kind, marker, _write(work / f"{kind}.pt", node, new_format=kind.startswith("new"), train_config=train_cfg))
+             for kind, (node, marker) in _payloads(tmp_path).items()]
+    return work, image, files
+
+
+def _assert_refused(proc: subprocess.CompletedProcess, kind: str, marker: Path | None) -> None:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1, (kind, proc.args[0], proc.stderr)
+    assert "Traceback" not in proc.stderr and len(lines) == 1 and lines[0].startswith("error: "), (kind, proc.stderr)
+    assert "refused" in lines[0] or "unknown argument" in lines[0], (kind, proc.args[0], lines[0])
+    assert marker is None or not marker.exists(), (kind, proc.args[0])
+
+
+def test_hostile_checkpoints_are_refused_by_every_tool(tmp_path):
+    """detect, eval, export, benchmark and train resume= (complete train config): exit 1, one line, nothing written.
+    Each tool's main runs in this process (its command line, its working folder); the end-to-end test below runs two
+    of them as scripts."""
+    work, image, files = _hostile_files(tmp_path)
     before = _snapshot(tmp_path)
-    # a few at a time: each call is mostly interpreter start-up and imports
-    for start in range(0, len(calls), 4):
-        batch = calls[start:start + 4]
-        procs = [_run(args, work) for _, _, args in batch]
-        for (kind, marker, args), proc in zip(batch, procs):
-            _, stderr = proc.communicate(timeout=300)
-            lines = [line for line in stderr.splitlines() if line.strip()]
-            assert proc.returncode == 1, (kind, args[0].name, stderr)
-            assert "Traceback" not in stderr and len(lines) == 1 and lines[0].startswith("error: "), (kind, stderr)
-            assert "refused" in lines[0] or "unknown argument" in lines[0], (kind, args[0].name, lines[0])
-            assert marker is None or not marker.exists(), (kind, args[0].name)
+    for kind, marker, path in files:
+        for tool, args in TOOL_CALLS.items():
+            proc = run_main_in_process(tool, *args(path, image), cwd=work)
+            _assert_refused(proc, kind, marker)
+            assert _snapshot(tmp_path) == before, (kind, tool)
+
+
+@pytest.mark.slow
+def test_hostile_checkpoints_are_refused_by_the_tool_scripts(tmp_path):
+    """End to end, as a user runs them: python tools/detect.py (argparse) and tools/train.py resume= (Hydra) on the
+    payload that would chain a file write into an unsafe torch.load."""
+    work, image, files = _hostile_files(tmp_path)
+    kind, marker, path = next(f for f in files if f[0] == "chain")
+    before = _snapshot(tmp_path)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = [(tool, subprocess.Popen([sys.executable, str(PROJECT_ROOT / "tools" / f"{tool}.py"),
+                                      *map(str, TOOL_CALLS[tool](path, image))], cwd=work, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+             for tool in ("detect", "train")]
+    for tool, proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        _assert_refused(subprocess.CompletedProcess([f"{tool}.py"], proc.returncode, stdout, stderr), kind, marker)
     assert _snapshot(tmp_path) == before
-
-
 
 
 @pytest.mark.slow

@@ -17,10 +17,12 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
-def test_openvino_cases_in_their_own_process():
+def test_openvino_cases_in_their_own_process(trained_checkpoint):
     pytest.importorskip("openvino", reason="openvino is not installed (pip install -e '.[openvino]')")
+    # the cases use this session's trained checkpoint (conftest.trained_checkpoint) instead of training their own
+    env = dict(os.environ, GHOSTDET_TEST_DETECT_MODEL=str(trained_checkpoint.parents[1]))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "openvino_cases.py")],
-                          cwd=HERE.parent, capture_output=True, text=True, timeout=1200, env=dict(os.environ))
+                          cwd=HERE.parent, capture_output=True, text=True, timeout=1200, env=env)
     tail = (proc.stdout[-6000:] + "\n" + proc.stderr[-3000:]).strip()
     assert proc.returncode == 0, f"openvino_cases.py exited {proc.returncode}:\n{tail}"
     assert " passed" in proc.stdout and " failed" not in proc.stdout, tail

@@ -1,8 +1,9 @@
 """Post-training int8 (ghostdet.export.quantize, tools/export.py --int8) on a small model trained on raccoon.
 
-The checkpoint: a half-width Ghost-YOLO whose backbone keeps its initial weights and whose neck + head are fitted to
-the 160 raccoon train photos at 160 px (80 AdamW steps on cached backbone features, about a minute on 2 busy cores):
-val mAP50-95 about 0.18, mAP50 about 0.56, enough for an int8 loss to show. OpenVINO never runs in this process (it
+The checkpoint (``raccoon_checkpoint``, conftest.py: ``helpers.make_raccoon_checkpoint``, trained once per session
+and shared with test_edge_exports.py): a half-width Ghost-YOLO whose backbone keeps its initial weights and whose neck
++ head are fitted to the 160 raccoon train photos at 160 px (80 AdamW steps on cached backbone features, about a minute
+on 2 busy cores): val mAP50-95 about 0.18, mAP50 about 0.56, enough for an int8 loss to show. OpenVINO never runs in this process (it
 crashed the full run in-process with torch / ONNX Runtime, see test_openvino.py): its int8 export runs in the export
 tool's own process and its IR is checked by parsing model.xml; the benchmark's openvino-int8 mode is in
 openvino_cases.py.
@@ -10,8 +11,6 @@ openvino_cases.py.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -19,93 +18,16 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT as PROJECT_ROOT, assert_one_line_error, run_tools_concurrently
+from helpers import RACCOON_IMGSZ as IMGSZ
+from helpers import assert_one_line_error, raccoon_data, run_main_in_process, run_tools_concurrently
 
 pytestmark = pytest.mark.slow
 
-IMGSZ = 160
 # this 80-step model loses 2.4 points (ONNX QDQ) on the 40 val photos, where one seed is +-3 points of noise; the
 # gate itself (the tool's default 1 point) is tested below with a calibration that really breaks the model
 MAX_DROP = 3.0
 CALIB = 48  # calibration images in the tests (the tool's default is 300)
-RACCOON_MODEL = {
-    "name": "ghost_yolo",
-    "backbone": {"name": "ghostnet", "width": 0.5, "features_only": True},
-    "neck_channels": 32,
-    "head_convs": 1,
-}
 TAIL_OPS_ONNX = {"Softmax", "MatMul", "Sigmoid"}  # of the decode tail: must see float inputs, no DequantizeLinear
-
-
-def raccoon_data(root: Path) -> dict:
-    return {"format": "voc", "root": str(root), "train": "train", "val": "val", "names": ["raccoon"], "cache": False}
-
-
-def make_raccoon_checkpoint(raccoon: Path, out: Path, steps: int = 80) -> Path:
-    """The small trained model of this module (see the docstring), saved in the trainer's checkpoint layout with its
-    data config (so ``--int8`` without ``--data`` finds the training data)."""
-    from omegaconf import OmegaConf
-
-    from ghostdet.data import build_dataset
-    from ghostdet.models import build_model
-    from ghostdet.models.loss import DetectionLoss
-    from ghostdet.utils.checkpoint import save_checkpoint
-
-    if out.is_file():
-        return out
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        data = raccoon_data(raccoon)
-        dataset = build_dataset(OmegaConf.create(data), split="train", imgsz=IMGSZ, augment=False, cache=False)
-        model = build_model(OmegaConf.create(RACCOON_MODEL), num_classes=1)
-        images, targets = [], []
-        for i in range(len(dataset)):
-            sample = dataset[i]
-            images.append(sample["image"].transpose(2, 0, 1))
-            targets.append(np.concatenate([np.full((len(sample["boxes"]), 1), i), sample["labels"][:, None],
-                                           sample["boxes"]], 1))
-        x = torch.from_numpy(np.stack(images)).float() / 255
-        t = torch.from_numpy(np.concatenate(targets)).float()
-        model.eval()
-        with torch.no_grad():
-            features = model.backbone((x - model.mean) / model.std)
-        loss_fn = DetectionLoss(model)
-        params = list(model.neck.parameters()) + list(model.head.parameters())
-        optimizer = torch.optim.AdamW(params, lr=1e-2)
-        model.neck.train()
-        model.head.train()
-        generator = torch.Generator().manual_seed(0)
-        for _ in range(steps):
-            idx = torch.randperm(len(x), generator=generator)[:32]
-            keep = torch.isin(t[:, 0].long(), idx)
-            remap = torch.full((len(x),), -1, dtype=torch.long)
-            remap[idx] = torch.arange(len(idx))
-            batch_targets = t[keep].clone()
-            batch_targets[:, 0] = remap[batch_targets[:, 0].long()].float()
-            loss, _ = loss_fn(model.head(model.neck([f[idx] for f in features])), batch_targets)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():  # exact BN statistics of the final weights
-            for m in list(model.neck.modules()) + list(model.head.modules()):
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.reset_running_stats()
-                    m.momentum = None
-            model.head(model.neck(features))
-        model.eval()
-    finally:
-        torch.set_num_threads(threads)
-    save_checkpoint({"model": model.state_dict(), "ema": None, "names": ["raccoon"], "category_ids": None, "epoch": 0,
-                     "config": {"model": RACCOON_MODEL, "imgsz": IMGSZ, "data": data}, "model_spec": RACCOON_MODEL,
-                     "ghostdet_version": "test"}, out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def raccoon_checkpoint(raccoon, tmp_path_factory) -> Path:
-    return make_raccoon_checkpoint(raccoon, tmp_path_factory.getbasetemp() / "raccoon_int8" / "best.pt")
 
 
 @pytest.fixture(scope="module")
@@ -119,19 +41,8 @@ def int8_exports(raccoon_checkpoint, raccoon, tmp_path_factory):
     calls = [("export.py", *common, "--format", "onnx", "--out", onnx_out)]
     if _has("openvino") and _has("nncf"):
         calls.append(("export.py", *common, "--format", "openvino", "--out", ov_out))
-    procs = _run_concurrently(calls, cwd=folder)
+    procs = run_tools_concurrently(calls, cwd=folder, timeout=900)  # room for int8 on a busy machine
     return {"onnx": (onnx_out, procs[0]), "openvino": (ov_out, procs[1]) if len(procs) > 1 else None}
-
-
-def _run_concurrently(calls: list[tuple], cwd: Path, timeout: int = 900) -> list[subprocess.CompletedProcess]:
-    """Like test_detect.run_tools_concurrently, with room for an int8 export on a busy machine."""
-    procs = [subprocess.Popen([sys.executable, str(PROJECT_ROOT / "tools" / tool), *map(str, args)], cwd=cwd,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tool, *args in calls]
-    done = []
-    for call, proc in zip(calls, procs):
-        stdout, stderr = proc.communicate(timeout=timeout)
-        done.append(subprocess.CompletedProcess(call, proc.returncode, stdout, stderr))
-    return done
 
 
 def _has(module: str) -> bool:
@@ -286,13 +197,15 @@ def test_an_int8_loss_above_the_limit_is_an_error_and_leaves_no_int8_file(raccoo
 
 def test_int8_cli_refuses_what_it_cannot_do_in_one_line(raccoon_checkpoint, tmp_path):
     calls = [
-        ("export.py", "--weights", raccoon_checkpoint, "--format", "torchscript", "--int8"),
-        ("export.py", "--weights", raccoon_checkpoint, "--int8", "--half"),
-        ("export.py", "--weights", raccoon_checkpoint, "--int8", "--data", "no_such_data"),
+        ("--weights", raccoon_checkpoint, "--format", "torchscript", "--int8"),
+        ("--weights", raccoon_checkpoint, "--int8", "--half"),
+        ("--weights", raccoon_checkpoint, "--int8", "--data", "no_such_data"),
     ]
     fragments = [("--int8 is for --format onnx, openvino",), ("--int8 with --half",), ("--data no_such_data", "voc")]
-    for proc, expected in zip(run_tools_concurrently(calls, cwd=tmp_path), fragments):
+    for args, expected in zip(calls, fragments):  # the export tool's main, in this process
+        proc = run_main_in_process("export", *args, cwd=tmp_path)
         assert_one_line_error(proc, *expected)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_benchmark_int8_mode_reports_latency_and_its_own_map(raccoon, raccoon_checkpoint):

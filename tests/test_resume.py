@@ -14,25 +14,12 @@ import torch
 from ghostdet.data import build_dataloader, build_dataset
 from ghostdet.engine import Trainer, state
 from ghostdet.utils.checkpoint import load_checkpoint, save_checkpoint
-from helpers import compose_train, tiny_overrides
+from helpers import assert_same_tensors, compose_train, tiny_overrides
 
 
 @pytest.fixture(scope="module")
 def shapes_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("shapes") / "data"
-
-
-def assert_same_tensors(a, b, where="") -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), f"{where} differs"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), f"{where}: keys differ"
-        for k in a:
-            assert_same_tensors(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), f"{where}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_tensors(x, y, f"{where}[{i}]")
 
 
 def _batches(loader, epoch: int, start: int = 0) -> list[torch.Tensor]:

@@ -19,7 +19,7 @@ from ghostdet.engine import Trainer, TrainingError
 from ghostdet.engine import run_log
 from ghostdet.utils.checkpoint import load_checkpoint
 from ghostdet.utils.errors import CheckpointError, ConfigError
-from helpers import CONFIG_DIR, ROOT, compose_train, tiny_overrides
+from helpers import CONFIG_DIR, ROOT, assert_same_tensors, compose_train, run_main_in_process, tiny_overrides
 
 TRAIN_TOOL = ROOT / "tools" / "train.py"
 CKPT_KEYS = {"model", "ema", "ema_updates", "optimizer", "scheduler", "scaler", "epoch", "rng", "config", "names",
@@ -40,20 +40,6 @@ def tool_env() -> dict:
 def run_tool(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(TRAIN_TOOL), *args], cwd=cwd, env=tool_env(), capture_output=True,
                           text=True, timeout=timeout)
-
-
-def assert_same_tensors(a, b, where="") -> None:
-    """Every tensor in two nested checkpoint structures is bit-identical."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), f"{where} differs"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), f"{where}: keys differ"
-        for k in a:
-            assert_same_tensors(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), f"{where}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_tensors(x, y, f"{where}[{i}]")
 
 
 @pytest.mark.slow
@@ -231,12 +217,13 @@ def test_booby_trapped_checkpoint_is_refused_and_never_runs(tmp_path):
 
 
 def test_command_line_errors_are_one_line(tmp_path):
-    proc = run_tool(["epoch=3", f"hydra.run.dir={tmp_path / 'a'}"], cwd=tmp_path)  # mistyped key
+    """The tool's main in this process (test_unknown_keys.py runs tools/train.py epoch=3 as a script)."""
+    proc = run_main_in_process("train", "epoch=3", f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)  # mistyped key
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "Could not override 'epoch'" in proc.stderr or "did you mean epochs?" in proc.stderr
     assert not (tmp_path / "a").exists()  # a failed command leaves no run dir
     if not torch.cuda.is_available():
-        proc = run_tool(["device=cuda", f"hydra.run.dir={tmp_path / 'b'}"], cwd=tmp_path)
+        proc = run_main_in_process("train", "device=cuda", f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert proc.stderr.strip().splitlines()[-1].startswith("error: device=cuda: CUDA is not available")
         assert not (tmp_path / "b").exists()
