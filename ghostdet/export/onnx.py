@@ -100,8 +100,10 @@ def export_onnx(
         translation, output_names = ONNX_TRANSLATION, list(NMS_OUTPUT_NAMES)
     else:
         wrapper = DecodedOutputs(prepare_for_export(model, half=half, device=device))
-    # a dynamic batch is traced at 2: torch.export specialises an example size of 1 (torch 2.9 baked it into reshapes)
-    example_batch = max(batch, 2) if dynamic else batch
+    # a dynamic batch is traced at 2: torch.export specialises an example batch of 1 (torch 2.6 fixed the input;
+    # torch 2.9.1 baked it into the decode's reshapes, and batch 2 failed in ONNX Runtime). Except torch < 2.9 with
+    # --nms, whose graph breaks with a batch-2 trace and keeps its dynamic batch at 1
+    example_batch = max(batch, 2) if dynamic and (not nms or _torch_at_least(2, 9)) else batch
     dummy = torch.zeros(example_batch, 3, h, w, device=device, dtype=torch.float16 if half else torch.float32)
     dynamic_shapes = None
     if dynamic:
@@ -198,6 +200,11 @@ def _quiet_loggers(*names: str):
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def _torch_at_least(major: int, minor: int) -> bool:
+    parts = torch.__version__.split("+")[0].split(".")
+    return (int(parts[0]), int(parts[1])) >= (major, minor)
 
 
 def _version() -> str:
