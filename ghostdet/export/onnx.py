@@ -100,11 +100,11 @@ def export_onnx(
         translation, output_names = ONNX_TRANSLATION, list(NMS_OUTPUT_NAMES)
     else:
         wrapper = DecodedOutputs(prepare_for_export(model, half=half, device=device))
-    # a dynamic batch is traced at 2: torch.export specialises an example batch of 1 (torch 2.6 fixed the input;
-    # torch 2.9.1 baked it into the decode's reshapes, and batch 2 failed in ONNX Runtime). Except torch < 2.9 with
-    # --nms, whose graph breaks with a batch-2 trace and keeps its dynamic batch at 1
-    example_batch = max(batch, 2) if dynamic and (not nms or _torch_at_least(2, 9)) else batch
-    dummy = torch.zeros(example_batch, 3, h, w, device=device, dtype=torch.float16 if half else torch.float32)
+    # A dynamic export traces a batch of 2 and a non-square size: torch.export specialises an example size of 1
+    # (torch 2.9.1 baked batch 1 into the decode's reshapes) and equates equal example sizes (torch 2.6 tied height
+    # to width, and a non-square input then failed in ONNX Runtime)
+    example_batch, example_w = (max(batch, 2), w + stride if w == h else w) if dynamic else (batch, w)
+    dummy = torch.zeros(example_batch, 3, h, example_w, device=device, dtype=torch.float16 if half else torch.float32)
     dynamic_shapes = None
     if dynamic:
         # sides are multiples of the stride: say so, or torch.export specialises on the example size
@@ -200,11 +200,6 @@ def _quiet_loggers(*names: str):
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
-
-
-def _torch_at_least(major: int, minor: int) -> bool:
-    parts = torch.__version__.split("+")[0].split(".")
-    return (int(parts[0]), int(parts[1])) >= (major, minor)
 
 
 def _version() -> str:
