@@ -35,7 +35,7 @@ float), ai-edge-quantizer static int8 (decode tail float, int8 input). Each file
 **The peers' side: the same toolchain.** Each peer is built from ultralytics' yaml (random weights, seed 0) in the
 form ultralytics exports (``peers.deploy_peer``: fused, head in static export mode, YOLO26n's NMS-free one-to-one head
 with top-k in the graph) and converted with ghostdet's converter steps, flag for flag: ONNX (torch.onnx dynamo
-exporter, opset 18, as ghostdet's ``export_onnx``) -> pnnx (``ghostdet.export.ncnn.run_converter`` with
+exporter, opset 18, as ghostdet's ``export_onnx``) -> pnnx (``ghostdet.export.converters.run_converter`` with
 ``pnnx_executable``, same arguments) for ncnn; ONNX -> MNNConvert (``ghostdet.export.mnn.convert``, ``round_to_fp16``
 + ``--fp16``) and ``ghostdet.export.mnn.quantize`` for MNN; ``torch.export`` -> litert-torch (the subprocess script of
 ``ghostdet.export.litert``, fp16 by float casting) and ``ghostdet.export.litert.quantize`` for LiteRT. The peers run in
@@ -251,15 +251,6 @@ def shared_onnx_export(folder: Path):
         ncnn_export.onnx_for_conversion = mnn_export.onnx_for_conversion = original
 
 
-def run_converter(*args, **kwargs):
-    """ghostdet's converter runner (``ghostdet.export.converters``; ``ghostdet.export.ncnn`` in older trees)."""
-    try:
-        from ghostdet.export.converters import run_converter as run
-    except ImportError:
-        from ghostdet.export.ncnn import run_converter as run
-    return run(*args, **kwargs)
-
-
 def peer_export(name: str, fmt: str, precision: str, size: int, folder: Path, num_classes: int,
                 calib: Callable[[], list], ul_site: str | None) -> Path:
     """Peer ``name`` converted with ghostdet's converter steps (see the module docstring); reused when present."""
@@ -286,6 +277,7 @@ def peer_export(name: str, fmt: str, precision: str, size: int, folder: Path, nu
     work.mkdir(parents=True)
     try:
         if fmt == "ncnn":
+            from ghostdet.export.converters import run_converter
             from ghostdet.export.ncnn import BIN_FILE, PARAM_FILE, pnnx_executable
 
             cached_peer_onnx(name, model, size, folder, work / "model.onnx")
@@ -309,17 +301,15 @@ def peer_export(name: str, fmt: str, precision: str, size: int, folder: Path, nu
                     fp16=half, what=f"MNNConvert (ONNX -> MNN{', fp16' if half else ''})")
             os.replace(work / "model.mnn", out)
         elif fmt == "litert":
-            from ghostdet.export.litert import _CONVERT, _QUIET
+            from ghostdet.export.litert import convert_program
 
             with quiet():
                 program = torch.export.export(model, (torch.zeros(1, 3, size, size),), strict=False)
                 torch.export.save(program, str(work / "model.pt2"))
-            env = dict(_QUIET)
+            env = {}
             if ul_site:  # in case the saved program refers to ultralytics' classes
                 env["PYTHONPATH"] = os.pathsep.join(p for p in (ul_site, os.environ.get("PYTHONPATH")) if p)
-            run_converter([sys.executable, "-c", _CONVERT, "model.pt2", "model.tflite", "1" if half else "0"],
-                          f"litert-torch (PyTorch -> LiteRT{', fp16 weights' if half else ''})", cwd=work,
-                          expect=("model.tflite",), env=env)
+            convert_program(work, half, env)
             os.replace(work / "model.tflite", out)
         else:
             raise ValueError(fmt)
@@ -359,11 +349,11 @@ def peer_runner(path: Path, fmt: str, precision: str, threads: int) -> Callable:
         run.net = net  # keep it alive
         return run
     if fmt == "mnn":
-        from ghostdet.inference.backends.mnn import _MNN_PRECISION, import_mnn, quiet_native_stdout
+        from ghostdet.inference.backends.mnn import MNN_PRECISION, import_mnn, quiet_native_stdout
 
         MNN = import_mnn()
         with quiet_native_stdout():
-            runtime = MNN.nn.create_runtime_manager(({"backend": "CPU", "precision": _MNN_PRECISION[precision],
+            runtime = MNN.nn.create_runtime_manager(({"backend": "CPU", "precision": MNN_PRECISION[precision],
                                                       "numThread": threads},))
             info = MNN.nn.load_module_from_file(str(path), [], []).get_info() or {}
             inputs, outputs = list(info.get("inputNames") or []), list(info.get("outputNames") or [])

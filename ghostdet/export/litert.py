@@ -137,14 +137,22 @@ def export_litert(model: nn.Module, out: str | os.PathLike, imgsz: int | Sequenc
             raise ExportMismatchError(f"torch.export of the model failed ({type(e).__name__}: "
                                       f"{str(e).strip().splitlines()[0][:200]}); nothing was written") from None
         torch.export.save(program, str(work / "model.pt2"))
-        run_converter([sys.executable, "-c", _CONVERT, "model.pt2", "model.tflite", "1" if half else "0"],
-                      f"litert-torch (PyTorch -> LiteRT{', fp16 weights' if half else ''})", cwd=work,
-                      expect=("model.tflite",), env=_QUIET)
+        convert_program(work, half)
         write_metadata(work / "model.tflite", meta)
         os.replace(work / "model.tflite", staged)
     log.info("exported %s in %.1f s (LiteRT via litert-torch, %s weights, fixed %dx3x%dx%d)", out,
              time.perf_counter() - started, "fp16" if half else "fp32", batch, h, w)
     return out
+
+
+def convert_program(work: Path, half: bool = False, env: dict | None = None) -> Path:
+    """litert-torch on ``work/model.pt2`` (a saved ``torch.export`` program), in a subprocess: writes and returns
+    ``work/model.tflite`` (``half``: fp16 weights). The conversion step of ``export_litert``, for callers that convert
+    other models exactly as ghostdet converts its own (benchmarks/bench_edge.py); ``env`` adds to the converter's."""
+    run_converter([sys.executable, "-c", _CONVERT, "model.pt2", "model.tflite", "1" if half else "0"],
+                  f"litert-torch (PyTorch -> LiteRT{', fp16 weights' if half else ''})", cwd=work,
+                  expect=("model.tflite",), env={**_QUIET, **(env or {})})
+    return work / "model.tflite"
 
 
 def write_metadata(path: str | os.PathLike, meta: dict) -> None:

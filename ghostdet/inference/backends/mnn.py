@@ -21,7 +21,7 @@ from ghostdet.utils.errors import CheckpointError, ConfigError
 from ghostdet.utils.exported import INPUT_NAME, OUTPUT_NAMES, parse_metadata
 
 PRECISIONS = ("fp32", "fp16", "int8")
-_MNN_PRECISION = {"fp32": "high", "fp16": "low", "int8": "normal"}
+MNN_PRECISION = {"fp32": "high", "fp16": "low", "int8": "normal"}
 
 
 @contextlib.contextmanager
@@ -112,7 +112,7 @@ class MnnBackend:
                               f"{' or fp16 (fp16 arithmetic)' if own != 'int8' else ''}, or export another")
         self.precision = chosen
         self.threads = int(threads) if threads else max(1, min(4, os.cpu_count() or 1))
-        config = {"backend": "CPU", "precision": _MNN_PRECISION[chosen], "numThread": self.threads}
+        config = {"backend": "CPU", "precision": MNN_PRECISION[chosen], "numThread": self.threads}
         with quiet_native_stdout():
             runtime = MNN.nn.create_runtime_manager((config,))
         info = _module(self.path, [], []).get_info() or {}
@@ -140,7 +140,7 @@ class MnnBackend:
         return np.array(out_boxes.read(), dtype=np.float32), np.array(out_scores.read(), dtype=np.float32)
 
     def describe(self) -> str:
-        return f"MNN {self.precision} (CPU, precision {_MNN_PRECISION[self.precision]}, {self.threads} threads)"
+        return f"MNN {self.precision} (CPU, precision {MNN_PRECISION[self.precision]}, {self.threads} threads)"
 
 
 def load(path: str | os.PathLike, *, device: str = "cpu", precision: str | None = None, threads: int | None = None):
