@@ -35,18 +35,18 @@ float), ai-edge-quantizer static int8 (decode tail float, int8 input). Each file
 **The peers' side: the same toolchain.** Each peer is built from ultralytics' yaml (random weights, seed 0) in the
 form ultralytics exports (``peers.deploy_peer``: fused, head in static export mode, YOLO26n's NMS-free one-to-one head
 with top-k in the graph) and converted with ghostdet's converter steps, flag for flag: ONNX (torch.onnx dynamo
-exporter, opset 18, as ghostdet's ``export_onnx``) -> pnnx (``ghostdet.export.converters.run_converter`` with
-``pnnx_executable``, same arguments) for ncnn; ONNX -> MNNConvert (``ghostdet.export.mnn.convert``, ``round_to_fp16``
-+ ``--fp16``) and ``ghostdet.export.mnn.quantize`` for MNN; ``torch.export`` -> litert-torch (the subprocess script of
-``ghostdet.export.litert``, fp16 by float casting) and ``ghostdet.export.litert.quantize`` for LiteRT. The peers run in
-thin runners here with the same runtime options as ghostdet's backends (ncnn fp16 storage/arithmetic flags, MNN
-runtime precision high/low/normal, LiteRT XNNPACK with ``num_threads``), returning the graph's single output the way
-ultralytics' ``AutoBackend`` does (ghostdet's backends expect two outputs named boxes/scores). ultralytics' own
-exporters were not used: its ncnn path pins pnnx 20260526 and pip-installs it (this venv has another pnnx), its MNN
-int8 is weight-only (``--weightQuantBits 8``) rather than the full int8 ghostdet's quantizer makes, and its LiteRT path
-is the same litert-torch + ai-edge-quantizer that is used here. Following ultralytics 8.4's exporter, YOLO26n has no
-NMS-free branch where the runtime lacks top-k or static int8 breaks it (ncnn, LiteRT int8): those cells run YOLO26n's
-one-to-many head + NMS (marked ``†``).
+exporter, opset 18, as ghostdet's ``export_onnx``) -> pnnx (``ghostdet.export.ncnn.convert_onnx``, the step
+``export_ncnn`` runs) for ncnn; ONNX -> MNNConvert (``ghostdet.export.mnn.convert``, ``round_to_fp16`` +
+``--fp16``) and ``ghostdet.export.mnn.quantize`` for MNN; ``torch.export`` -> litert-torch
+(``ghostdet.export.litert.convert_program``, fp16 by float casting) and ``ghostdet.export.litert.quantize`` for
+LiteRT. The peers run in thin runners here with the same runtime options as ghostdet's backends (ncnn fp16
+storage/arithmetic flags, MNN runtime precision high/low/normal, LiteRT XNNPACK with ``num_threads``), returning the
+graph's single output the way ultralytics' ``AutoBackend`` does (ghostdet's backends expect two outputs named
+boxes/scores). ultralytics' own exporters were not used: its ncnn path pins pnnx 20260526 and pip-installs it (this
+venv has another pnnx), its MNN int8 is weight-only (``--weightQuantBits 8``) rather than the full int8 ghostdet's
+quantizer makes, and its LiteRT path is the same litert-torch + ai-edge-quantizer that is used here. Following
+ultralytics 8.4's exporter, YOLO26n has no NMS-free branch where the runtime lacks top-k or static int8 breaks it
+(ncnn, LiteRT int8): those cells run YOLO26n's one-to-many head + NMS (marked ``†``).
 
 **Weights and post-processing cost.** Random weights are fine for the forward pass, but the post-processing time
 depends on how many boxes pass conf 0.25, and with random weights almost none do (both tools initialise the class
@@ -277,15 +277,10 @@ def peer_export(name: str, fmt: str, precision: str, size: int, folder: Path, nu
     work.mkdir(parents=True)
     try:
         if fmt == "ncnn":
-            from ghostdet.export.converters import run_converter
-            from ghostdet.export.ncnn import BIN_FILE, PARAM_FILE, pnnx_executable
+            from ghostdet.export.ncnn import BIN_FILE, PARAM_FILE, convert_onnx
 
             cached_peer_onnx(name, model, size, folder, work / "model.onnx")
-            run_converter([pnnx_executable(), "model.onnx", f"inputshape=[1,3,{size},{size}]", f"ncnnparam={PARAM_FILE}",
-                           f"ncnnbin={BIN_FILE}", "pnnxparam=model.pnnx.param", "pnnxbin=model.pnnx.bin",
-                           "pnnxpy=model_pnnx.py", "pnnxonnx=model.pnnx.onnx", "ncnnpy=model_ncnn.py",
-                           f"fp16={int(half)}", "device=cpu"], "pnnx (ONNX -> ncnn)", cwd=work,
-                          expect=(PARAM_FILE, BIN_FILE))
+            convert_onnx(work, "model.onnx", (size, size), half)
             staged = work / "out"
             staged.mkdir()
             for f in (PARAM_FILE, BIN_FILE):

@@ -89,10 +89,7 @@ def export_ncnn(model: nn.Module, out: str | os.PathLike, imgsz: int | Sequence[
     started = time.perf_counter()
     with converter_work(out, is_dir=True) as (staged, work):
         source, meta, (h, w) = onnx_for_conversion(model, work, imgsz, names, category_ids, device, opset)
-        run_converter([exe, source.name, f"inputshape=[1,3,{h},{w}]", f"ncnnparam={PARAM_FILE}", f"ncnnbin={BIN_FILE}",
-                       "pnnxparam=model.pnnx.param", "pnnxbin=model.pnnx.bin", "pnnxpy=model_pnnx.py",
-                       "pnnxonnx=model.pnnx.onnx", "ncnnpy=model_ncnn.py", f"fp16={int(bool(half))}", "device=cpu"],
-                      "pnnx (ONNX -> ncnn)", cwd=work, expect=(PARAM_FILE, BIN_FILE))
+        convert_onnx(work, source.name, (h, w), half, exe)
         (staged / PARAM_FILE).write_text(rename_blobs((work / PARAM_FILE).read_text()))
         os.replace(work / BIN_FILE, staged / BIN_FILE)
         meta.update(format="ncnn", precision="fp16" if half else "fp32", half=bool(half),
@@ -103,6 +100,18 @@ def export_ncnn(model: nn.Module, out: str | os.PathLike, imgsz: int | Sequence[
     log.info("exported %s in %.1f s (ncnn via pnnx, %s weights, fixed 3x%dx%d)", out, time.perf_counter() - started,
              "fp16" if half else "fp32", h, w)
     return out
+
+
+def convert_onnx(work: Path, source: str, hw: tuple[int, int], half: bool = False, exe: Path | None = None) -> None:
+    """pnnx on ``work/source`` (a fixed-size ONNX file), in a subprocess: writes ``work/PARAM_FILE`` and
+    ``work/BIN_FILE`` (pnnx's own blob names; ``half``: fp16 weights). The conversion step of ``export_ncnn``, for
+    callers that convert other models exactly as ghostdet converts its own (benchmarks/bench_edge.py)."""
+    h, w = hw
+    run_converter([exe or pnnx_executable(), source, f"inputshape=[1,3,{h},{w}]", f"ncnnparam={PARAM_FILE}",
+                   f"ncnnbin={BIN_FILE}", "pnnxparam=model.pnnx.param", "pnnxbin=model.pnnx.bin",
+                   "pnnxpy=model_pnnx.py", "pnnxonnx=model.pnnx.onnx", "ncnnpy=model_ncnn.py", f"fp16={int(bool(half))}",
+                   "device=cpu"],
+                  "pnnx (ONNX -> ncnn)", cwd=work, expect=(PARAM_FILE, BIN_FILE))
 
 
 def rename_blobs(param: str, names: dict[str, str] = PNNX_BLOBS) -> str:
@@ -132,5 +141,5 @@ def write_metadata(path: str | os.PathLike, meta: dict) -> None:
 
 export = export_ncnn  # the format table's entry point (ghostdet.export.formats)
 
-__all__ = ["BIN_FILE", "PARAM_FILE", "export", "export_ncnn", "last_line", "onnx_for_conversion", "pnnx_executable",
-           "rename_blobs", "run_converter", "write_metadata"]
+__all__ = ["BIN_FILE", "PARAM_FILE", "convert_onnx", "export", "export_ncnn", "last_line", "onnx_for_conversion",
+           "pnnx_executable", "rename_blobs", "run_converter", "write_metadata"]
