@@ -14,7 +14,8 @@ several input sizes, end to end.
 One run does both halves:
 1. **Accuracy.** Every point is trained and scored by ``bench_learning.py`` (its options apply: same data, epochs,
    batch, threads for all, ``--seeds``; one pycocotools scoring of the ``last`` weights on the val split;
-   ``--reuse`` keeps finished trainings). A point's AP is the mean over seeds of its last-epoch mAP50-95 (``±`` the
+   ``--reuse`` keeps finished trainings; ``--finished-only`` trains nothing and reports each point with the seeds it
+   has, for a sweep cut short). A point's AP is the mean over seeds of its last-epoch mAP50-95 (``±`` the
    sample standard deviation). ``best`` weights were chosen on that same val split by each tool, so the front uses
    ``last``.
 2. **Latency, end to end.** Every point is timed in its deploy form at its input size, batch 1, with the trained
@@ -297,12 +298,15 @@ def report(rows: list[dict], runtimes: list[str], title: str, ylabel: str, args)
           + " | ".join(f"{rt} (ms)" for rt in runtimes) + " | best float | best any | "
           + " | ".join(f"vs {g} same size (float / any)" for g in groups) + " |")
     print("|---|---|---|---|---|---|" + "---|" * len(runtimes) + "---|---|" + "---|" * len(groups))
+    most_seeds = max(len(r.get("seeds", [])) for r in rows)
     for r in rows:
         vs = []
         for g in groups:
             v = r["vs_peer_same_size"].get(g)
             vs.append(f"{v['float']:.2f}x / {v['any']:.2f}x" if v else "-")
-        ap = f"{r['AP']:.3f}" + (f" ± {r['AP_std']:.3f}" if len(r.get("seeds", [])) > 1 else "")
+        seeds = len(r.get("seeds", []))
+        ap = f"{r['AP']:.3f}" + (f" ± {r['AP_std']:.3f}" if seeds > 1 else "")
+        ap += f" ({seeds} seed{'s' * (seeds > 1)})" if seeds < most_seeds else ""  # --finished-only: a partial point
         print(f"| {r['label']} | {ap} | {r['AP50']:.3f} | {r['AP75']:.3f} | {r['AP_best_weights']:.3f} | "
               f"{r.get('dets_per_photo', float('nan')):.1f} | "
               + " | ".join(f"{r['ms'][rt]:.2f}" if rt in r["ms"] else "-" for rt in runtimes)

@@ -311,8 +311,10 @@ def train_ghostdet(spec: str, seed: int, args, env: dict) -> dict:
     cmd = [sys.executable, str(ROOT / "tools" / "train.py"), f"model={model}", *args.data_overrides,
            f"imgsz={imgsz}", f"epochs={args.epochs}", f"batch={args.batch}", "device=cpu", f"seed={seed}",
            "progress=false", "tensorboard=false", f"hydra.run.dir={run_dir}", *args.overrides, *overrides]
-    if args.reuse and (record := _reused(run_dir, cmd)):
+    if (args.reuse or args.finished_only) and (record := _reused(run_dir, cmd)):
         return record
+    if args.finished_only:
+        return None
     shutil.rmtree(run_dir, ignore_errors=True)
     print(f"training ghostdet {spec} seed {seed} ...", file=sys.stderr, flush=True)
     dt, before, after = timed_run(cmd, env, args.out / f"ghostdet_{slug}{_seed_suffix(seed)}.log")
@@ -332,7 +334,9 @@ def train_peer(name: str, imgsz: int, seed: int, args, env: dict, data_yaml: Pat
         spec = {"cfg": spec_peer.cfg, "data": str(data_yaml), "epochs": args.epochs, "imgsz": imgsz,
                 "batch": args.batch, "project": str(project), "seed": seed}
         cmd = [args.ul_python_exe, "-c", UL_TRAIN, json.dumps(spec)]
-        record = _reused(project, cmd) if args.reuse else None
+        record = _reused(project, cmd) if args.reuse or args.finished_only else None
+        if record is None and args.finished_only:
+            return None
         if record is None:
             shutil.rmtree(project, ignore_errors=True)
             print(f"training ultralytics {spec_peer.cfg} at {imgsz} seed {seed} ...", file=sys.stderr, flush=True)
@@ -437,6 +441,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"ultralytics peers ({', '.join(peer_models.PEERS)}); none: ghostdet only")
     p.add_argument("--only", choices=["ghostdet", "ultralytics"])
     p.add_argument("--reuse", action="store_true", help="keep finished runs of the same command in --out")
+    p.add_argument("--finished-only", action="store_true",
+                   help="train nothing: use the finished runs in --out and leave out the seeds not trained (a point "
+                        "then reports the seeds it has)")
     peer_models.add_ultralytics_args(p)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_learning")
     p.add_argument("overrides", nargs="*", help="extra key=value overrides for every ghostdet run")
@@ -479,6 +486,9 @@ def train_and_score(args) -> tuple[list[dict], dict]:
             for imgsz in args.peer_imgsz or [args.imgsz]:
                 for seed in args.seeds:
                     runs.append(train_peer(name, imgsz, seed, args, env_ul, data_yaml, trained))
+    if args.finished_only:
+        print(f"--finished-only: {runs.count(None)} of {len(runs)} runs not trained, left out", file=sys.stderr)
+        runs = [run for run in runs if run is not None]
 
     gt_digest = hashlib.sha1(json.dumps(gt.dataset, sort_keys=True).encode()).hexdigest()
     for run in runs:
