@@ -311,7 +311,7 @@ def train_ghostdet(spec: str, seed: int, args, env: dict) -> dict:
     cmd = [sys.executable, str(ROOT / "tools" / "train.py"), f"model={model}", *args.data_overrides,
            f"imgsz={imgsz}", f"epochs={args.epochs}", f"batch={args.batch}", "device=cpu", f"seed={seed}",
            "progress=false", "tensorboard=false", f"hydra.run.dir={run_dir}", *args.overrides, *overrides]
-    if (args.reuse or args.finished_only) and (record := _reused(run_dir, cmd)):
+    if args.reuse and (record := _reused(run_dir, cmd)):
         return record
     if args.finished_only:
         return None
@@ -334,7 +334,7 @@ def train_peer(name: str, imgsz: int, seed: int, args, env: dict, data_yaml: Pat
         spec = {"cfg": spec_peer.cfg, "data": str(data_yaml), "epochs": args.epochs, "imgsz": imgsz,
                 "batch": args.batch, "project": str(project), "seed": seed}
         cmd = [args.ul_python_exe, "-c", UL_TRAIN, json.dumps(spec)]
-        record = _reused(project, cmd) if args.reuse or args.finished_only else None
+        record = _reused(project, cmd) if args.reuse else None
         if record is None and args.finished_only:
             return None
         if record is None:
@@ -456,6 +456,7 @@ def train_and_score(args) -> tuple[list[dict], dict]:
     args.out = args.out.resolve()  # ultralytics puts a relative project under its own runs/detect/
     args.out.mkdir(parents=True, exist_ok=True)
     args.seeds = args.seeds or [args.seed]
+    args.reuse = args.reuse or args.finished_only  # --finished-only reuses what is there and trains nothing else
     for name in args.peers:
         peer_models.peer(name)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
