@@ -3,13 +3,14 @@ several input sizes, end to end.
 
     pip install --no-deps --target /tmp/ul ultralytics   # once (never a ghostdet dependency; or --ul-python PY)
     python benchmarks/bench_front.py                     # default points, 30 epochs, 3 seeds, peers at 256/320/416
-    python benchmarks/bench_front.py --multi             # the same on coco128's 10 most frequent classes
+    python benchmarks/bench_front.py --raccoon-person    # the same on two classes: raccoon + coco128 person
     python benchmarks/bench_front.py --models gghost_yolo@256 "gghost_yolo_lite@224 model.neck_channels=48" --reuse
     # the trainings of the two sides in parallel, one thread each; then the scoring + latency half, 2 threads:
     python benchmarks/bench_front.py --threads 1 --only ghostdet --no-latency & \
     python benchmarks/bench_front.py --threads 1 --only ultralytics --no-latency; wait
     python benchmarks/bench_front.py --threads 1 --latency-threads 2 --reuse
     python benchmarks/bench_front.py --from-json runs/bench_front/front.json   # report + plot again
+    python benchmarks/bench_front.py --from-json docs/front_yolo26n.json --plot /tmp/f.png --markdown /tmp/f.md
 
 One run does both halves:
 1. **Accuracy.** Every point is trained and scored by ``bench_learning.py`` (its options apply: same data, epochs,
@@ -33,7 +34,8 @@ A point's latency is its fastest runtime. Two fronts are reported: the *float* f
 exactly the one measured) and the *any-precision* front (int8 allowed; the accuracy column is still the float
 model's: int8 accuracy is checked per model by ``tools/export.py --int8``, not here). The goal check, per peer
 point: a ghostdet point at least as accurate (mean AP) at <= ``--target`` x its latency. Writes ``<out>/front.json``,
-a Markdown table on stdout, and the plot (``--plot``, default ``<out>/front.png``; every side on one chart).
+a Markdown table on stdout, and the plot (``--plot``, default ``<out>/front.png``; every side on one chart);
+``--markdown FILE`` also writes the table in the layout of docs/detector.md and the README.
 """
 from __future__ import annotations
 
@@ -217,6 +219,36 @@ def plot(rows: list[dict], path: Path, title: str, ylabel: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+SHORT = {"ONNX Runtime fp32": "ORT fp32", "OpenVINO fp32": "OpenVINO fp32", "OpenVINO bf16": "OpenVINO bf16",
+         "ONNX Runtime int8": "ORT int8", "OpenVINO int8": "OpenVINO int8"}
+
+
+def markdown_table(rows: list[dict], runtimes: list[str], ref: str = "YOLO26n") -> str:
+    """The table as docs/detector.md and the README print it: one row per point, AP mean ± std (min–max), AP50, each
+    runtime (the best float one in bold), the best float latency and the ratio to ``ref`` at the same size."""
+    head = ("| point | AP (mean ± std, min–max) | AP50 | " + " | ".join(
+        f"{SHORT.get(rt, rt)}{' (ms)' * (i == 0)}" for i, rt in enumerate(runtimes))
+            + f" | best (ms) | vs {ref} same size |")
+    lines = [head, "|---|---|---|" + "---|" * len(runtimes) + "---|---|"]
+    for r in rows:
+        if r["side"] == "ghostdet":
+            name, size = r["label"].rsplit(" @", 1)
+            name = " ".join(f"`{w}`" for w in name.split()) + f" @{size}"
+        else:
+            name = r["label"]
+        ap = f"{r['AP']:.3f}"
+        if len(r.get("seeds", [])) > 1:
+            ap += f" ± {r['AP_std']:.3f} ({r['AP_min']:.3f}–{r['AP_max']:.3f})"
+        cells = [f"**{r['ms'][rt]:.2f}**" if rt == r["float"]["runtime"] else f"{r['ms'][rt]:.2f}"
+                 if rt in r["ms"] else "–" for rt in runtimes]
+        best_rt = r["float"]["runtime"]
+        best_rt = "bf16" if best_rt == "OpenVINO bf16" else SHORT.get(best_rt, best_rt)
+        vs = (r.get("vs_peer_same_size") or {}).get(ref)
+        lines.append(f"| {name} | {ap} | {r['AP50']:.3f} | " + " | ".join(cells)
+                     + f" | {r['float']['ms']:.2f} ({best_rt}) | " + (f"{vs['float']:.2f}×" if vs else "–") + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = bench_learning.parser()
     p.description = __doc__
@@ -234,6 +266,7 @@ def main() -> None:
     p.add_argument("--no-latency", action="store_true", help="train and score only (with --only, for parallel runs)")
     p.add_argument("--target", type=float, default=0.75, help="latency ratio a dominating point must reach")
     p.add_argument("--plot", type=Path, help="the plot (PNG; default <out>/front.png)")
+    p.add_argument("--markdown", type=Path, help="also write the table in the docs' layout to this file")
     p.add_argument("--from-json", type=Path, help="report and plot a saved front.json again (no training, no timing)")
     args = p.parse_args()
     if args.from_json:
@@ -317,6 +350,9 @@ def report(rows: list[dict], runtimes: list[str], title: str, ylabel: str, args)
         print("\n".join(goal(rows, key, args.target)))
     plot(rows, args.plot, title, ylabel)
     print(f"\nplot: {args.plot}")
+    if getattr(args, "markdown", None):
+        args.markdown.write_text(markdown_table(rows, runtimes))
+        print(f"docs table: {args.markdown}")
 
 
 if __name__ == "__main__":

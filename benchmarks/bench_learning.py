@@ -5,7 +5,7 @@ one scoring, several seeds.
     python benchmarks/bench_learning.py                                   # raccoon, 320, 100 epochs, batch 16, 3 peers
     python benchmarks/bench_learning.py --epochs 30 --only ghostdet       # one side
     python benchmarks/bench_learning.py --peers yolo26n yolo11n yolov8n-ghost --seeds 0 1 2
-    python benchmarks/bench_learning.py --multi                           # coco128's 10 most frequent classes
+    python benchmarks/bench_learning.py --raccoon-person                  # two classes: raccoon + coco128 person
     python benchmarks/bench_learning.py --models ghost_yolo repghost_yolo # several ghostdet configs
     python benchmarks/bench_learning.py --peer-imgsz 256 320 416          # the peers at several input sizes
     python benchmarks/bench_learning.py --models gghost_yolo@256 "ghost_yolo@320 model.reg_max=8"  # points
@@ -23,8 +23,13 @@ Data (both sides see exactly the same boxes):
 - ``--multi``: a multi-class set made from coco128 (../shared/data/coco128, 128 images, 80 classes): its YOLO labels
   restricted to the ``--multi-classes`` (10) most frequent classes (boxes of other classes dropped; images left
   without boxes stay as background), split deterministically into ``--multi-train`` (100) train / the rest (28) val,
-  stratified so that every class has about its share of boxes in val (``stratified_split``). Written once as YOLO txt (images copied) to
-  ``<out>/coco128_top10/`` and trained by ghostdet as ``data=yolo``.
+  stratified so that every class has about its share of boxes in val. Not learnable from scratch in a CPU budget
+  (docs/detector.md), so not in the race.
+- ``--raccoon-person``: two classes of real photos, ``raccoon`` (the raccoon set with its own split) and ``person``
+  (coco128's 61 photos that hold a person, all their person boxes; 45 train / 16 val, stratified): 205 train / 56
+  val photos, large single animals beside people of every size.
+  Both are written once as YOLO folders (``benchmarks/race_data.py``, images copied) under ``--out`` and trained by
+  ghostdet as ``data=yolo``.
 ultralytics trains on a YOLO-txt copy written from ghostdet's own scan of the split (``<out>/yolo_data_<data>``).
 
 Both sides train from scratch with the same epochs, imgsz, batch and CPU threads; everything else is each tool's own
@@ -61,6 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import peers as peer_models  # noqa: E402
+from race_data import make_multi, make_raccoon_person  # noqa: E402
 from ghostdet.utils.device import cpu_name  # noqa: E402
 
 SHARED = peer_models.SHARED
@@ -111,99 +117,16 @@ def load_avg() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
-# ---------------------------------------------------------------------------------------------------------- data
-def make_multi(out: Path, classes: int = 10, train: int = 100, seed: int = 0) -> Path:
-    """coco128 restricted to its ``classes`` most frequent classes, split ``train`` / rest, as a YOLO folder (written
-    once: an existing folder with the same recipe is reused; written to a temporary folder and renamed, so
-    concurrent runs on the same ``--out`` never see half of it)."""
-    import numpy as np
-
-    src = SHARED / "coco128"
-    images = sorted(p for p in (src / "images" / "train2017").glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    if not images:
-        raise SystemExit(f"error: no coco128 images under {src} (set GHOSTDET_SHARED_DATA)")
-    names80 = [n.strip() for n in (src / "classes.txt").read_text().splitlines() if n.strip()]
-    labels = {}
-    for image in images:
-        txt = src / "labels" / "train2017" / f"{image.stem}.txt"
-        rows = [line.split() for line in txt.read_text().splitlines()] if txt.is_file() else []
-        labels[image.name] = [r for r in rows if len(r) == 5]
-    counts: dict[int, int] = {}
-    for rows in labels.values():
-        for r in rows:
-            counts[int(r[0])] = counts.get(int(r[0]), 0) + 1
-    top = sorted(sorted(counts, key=lambda c: (-counts[c], c))[:classes])  # kept in coco's class order
-    remap = {c: i for i, c in enumerate(top)}
-    split = stratified_split(images, {k: [remap[int(r[0])] for r in v if int(r[0]) in remap] for k, v in labels.items()},
-                            len(images) - train, seed)
-    recipe = {"source": str(src), "classes": [names80[c] for c in top], "coco_class_index": top, "split": "stratified",
-              "train": [p.name for p in split["train"]], "val": [p.name for p in split["val"]], "seed": seed}
-    root = out / f"coco128_top{classes}"
-    if (root / "recipe.json").is_file() and json.loads((root / "recipe.json").read_text()) == recipe:
-        return root
-    if root.exists():
-        raise SystemExit(f"error: {root} exists with another recipe; remove it or use another --out")
-    tmp = Path(tempfile.mkdtemp(prefix=".multi_", dir=out))
-    boxes = {}
-    for name, files in split.items():
-        (tmp / "images" / name).mkdir(parents=True)
-        (tmp / "labels" / name).mkdir(parents=True)
-        per_class = [0] * len(top)
-        for image in files:
-            shutil.copy2(image, tmp / "images" / name / image.name)  # copies: a symlink would lead scans to coco128's labels
-            kept = [[str(remap[int(r[0])]), *r[1:]] for r in labels[image.name] if int(r[0]) in remap]
-            for r in kept:
-                per_class[int(r[0])] += 1
-            (tmp / "labels" / name / f"{image.stem}.txt").write_text("".join(" ".join(r) + "\n" for r in kept))
-        boxes[name] = per_class
-    (tmp / "data.yaml").write_text("train: images/train\nval: images/val\nnames:\n"
-                                   + "".join(f"  {i}: {n}\n" for i, n in enumerate(recipe["classes"])))
-    (tmp / "recipe.json").write_text(json.dumps(recipe, indent=1))
-    (tmp / "README.txt").write_text(
-        f"coco128 ({src}) restricted to its {classes} most frequent classes ({', '.join(recipe['classes'])}); "
-        f"{len(split['train'])} train / {len(split['val'])} val images (stratified split, seed {seed}). Boxes per "
-        f"class, train: {boxes['train']}; val: {boxes['val']}. Written by benchmarks/bench_learning.py --multi.\n")
-    try:
-        os.rename(tmp, root)
-    except OSError:  # another run wrote it first
-        shutil.rmtree(tmp, ignore_errors=True)
-        if json.loads((root / "recipe.json").read_text()) != recipe:
-            raise SystemExit(f"error: {root} was written with another recipe meanwhile") from None
-    return root
-
-
-def stratified_split(images: list, classes_of: dict, val_count: int, seed: int) -> dict:
-    """Images into train / ``val_count`` val so that each class's val boxes approach its share of all boxes: images
-    taken in a seeded permutation of the sorted names while they add boxes of a class still below its val share,
-    then filled up in the same order. Deterministic for a seed."""
-    import numpy as np
-
-    order = [images[i] for i in np.random.default_rng(seed).permutation(len(images))]
-    totals: dict[int, int] = {}
-    for cls in classes_of.values():
-        for c in cls:
-            totals[c] = totals.get(c, 0) + 1
-    share = {c: n * val_count / len(images) for c, n in totals.items()}
-    have = {c: 0 for c in totals}
-    val = []
-    for image in order:
-        if len(val) == val_count:
-            break
-        cls = classes_of[image.name]
-        if any(have[c] < share[c] for c in cls):
-            val.append(image)
-            for c in cls:
-                have[c] += 1
-    val += [image for image in order if image not in val][:val_count - len(val)]
-    return {"train": sorted(image for image in images if image not in val), "val": sorted(val)}
-
-
 def dataset(args) -> tuple[list[str], str]:
     """(ghostdet data overrides, a one-line description) of the data set of this benchmark."""
     if args.multi:
-        root = make_multi(args.out, args.multi_classes, args.multi_train)
+        root = make_multi(args.out, SHARED, args.multi_classes, args.multi_train)
         args.data_root = root
         return ["data=yolo", f"data.root={root}"], f"coco128 top-{args.multi_classes} classes"
+    if args.raccoon_person:
+        root = make_raccoon_person(args.out, SHARED)
+        args.data_root = root
+        return ["data=yolo", f"data.root={root}"], "raccoon + person"
     return ["data=voc", f"data.root={args.data_root}"], Path(args.data_root).name
 
 
@@ -426,7 +349,9 @@ def fmt_spread(s: dict) -> str:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", type=Path, default=SHARED / "raccoon", help="VOC data (default: raccoon)")
-    p.add_argument("--multi", action="store_true", help="the coco128 class-subset set instead (see above)")
+    sets = p.add_mutually_exclusive_group()
+    sets.add_argument("--multi", action="store_true", help="the coco128 class-subset set instead (see above)")
+    sets.add_argument("--raccoon-person", action="store_true", help="the two-class raccoon + person set (see above)")
     p.add_argument("--multi-classes", type=int, default=10, help="--multi: the most frequent classes kept")
     p.add_argument("--multi-train", type=int, default=100, help="--multi: train images (the rest of 128 are val)")
     p.add_argument("--epochs", type=int, default=100)
