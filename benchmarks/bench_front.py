@@ -35,7 +35,7 @@ exactly the one measured) and the *any-precision* front (int8 allowed; the accur
 model's: int8 accuracy is checked per model by ``tools/export.py --int8``, not here). The goal check, per peer
 point: a ghostdet point at least as accurate (mean AP) at <= ``--target`` x its latency. Writes ``<out>/front.json``,
 a Markdown table on stdout, and the plot (``--plot``, default ``<out>/front.png``; every side on one chart);
-``--markdown FILE`` also writes the table in the layout of docs/detector.md and the README.
+``--markdown FILE`` also writes the tables as docs/detector.md (every runtime) and the README (compact) print them.
 """
 from __future__ import annotations
 
@@ -223,13 +223,18 @@ SHORT = {"ONNX Runtime fp32": "ORT fp32", "OpenVINO fp32": "OpenVINO fp32", "Ope
          "ONNX Runtime int8": "ORT int8", "OpenVINO int8": "OpenVINO int8"}
 
 
-def markdown_table(rows: list[dict], runtimes: list[str], ref: str = "YOLO26n") -> str:
-    """The table as docs/detector.md and the README print it: one row per point, AP mean ± std (min–max), AP50, each
-    runtime (the best float one in bold), the best float latency and the ratio to ``ref`` at the same size."""
-    head = ("| point | AP (mean ± std, min–max) | AP50 | " + " | ".join(
-        f"{SHORT.get(rt, rt)}{' (ms)' * (i == 0)}" for i, rt in enumerate(runtimes))
-            + f" | best (ms) | vs {ref} same size |")
-    lines = [head, "|---|---|---|" + "---|" * len(runtimes) + "---|---|"]
+def markdown_table(rows: list[dict], runtimes: list[str], ref: str = "YOLO26n", compact: bool = False) -> str:
+    """The table as docs/detector.md prints it: one row per point, AP mean ± std (min–max), AP50, each class's AP
+    (mean over seeds; multi-class sets), each runtime (the best float one in bold), the best float latency and its
+    ratio to ``ref`` at the same size. ``compact``: the README's columns (AP mean ± std, AP50, best float latency,
+    the ratio)."""
+    classes = [] if compact else list(rows[0].get("AP_per_class") or {})
+    classes = classes if len(classes) > 1 else []  # per-class AP columns for a multi-class set
+    columns = [f"AP {c}" for c in classes]
+    columns += [] if compact else [f"{SHORT.get(rt, rt)}{' (ms)' * (i == 0)}" for i, rt in enumerate(runtimes)]
+    columns += ["end to end (ms)"] if compact else ["best (ms)"]
+    lines = [f"| point | AP (mean ± std{'' if compact else ', min–max'}) | AP50 | " + " | ".join(columns)
+             + f" | vs {ref} same size |", "|---|---|---|" + "---|" * (len(columns) + 1)]
     for r in rows:
         if r["side"] == "ghostdet":
             name, size = r["label"].rsplit(" @", 1)
@@ -238,14 +243,18 @@ def markdown_table(rows: list[dict], runtimes: list[str], ref: str = "YOLO26n") 
             name = r["label"]
         ap = f"{r['AP']:.3f}"
         if len(r.get("seeds", [])) > 1:
-            ap += f" ± {r['AP_std']:.3f} ({r['AP_min']:.3f}–{r['AP_max']:.3f})"
-        cells = [f"**{r['ms'][rt]:.2f}**" if rt == r["float"]["runtime"] else f"{r['ms'][rt]:.2f}"
-                 if rt in r["ms"] else "–" for rt in runtimes]
+            ap += f" ± {r['AP_std']:.3f}" + ("" if compact else f" ({r['AP_min']:.3f}–{r['AP_max']:.3f})")
         best_rt = r["float"]["runtime"]
-        best_rt = "bf16" if best_rt == "OpenVINO bf16" else SHORT.get(best_rt, best_rt)
+        cells = [f"{r['AP_per_class'][c]:.3f}" for c in classes]
+        if compact:
+            cells += [f"{r['float']['ms']:.2f}"]
+        else:
+            cells += [(f"**{r['ms'][rt]:.2f}**" if rt == best_rt else f"{r['ms'][rt]:.2f}") if rt in r["ms"] else "–"
+                     for rt in runtimes]
+            cells.append(f"{r['float']['ms']:.2f} ({'bf16' if best_rt == 'OpenVINO bf16' else SHORT.get(best_rt, best_rt)})")
         vs = (r.get("vs_peer_same_size") or {}).get(ref)
-        lines.append(f"| {name} | {ap} | {r['AP50']:.3f} | " + " | ".join(cells)
-                     + f" | {r['float']['ms']:.2f} ({best_rt}) | " + (f"{vs['float']:.2f}×" if vs else "–") + " |")
+        lines.append(f"| {name} | {ap} | {r['AP50']:.3f} | " + " | ".join(cells) + " | "
+                     + (f"{vs['float']:.2f}×" if vs else "–") + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -266,7 +275,7 @@ def main() -> None:
     p.add_argument("--no-latency", action="store_true", help="train and score only (with --only, for parallel runs)")
     p.add_argument("--target", type=float, default=0.75, help="latency ratio a dominating point must reach")
     p.add_argument("--plot", type=Path, help="the plot (PNG; default <out>/front.png)")
-    p.add_argument("--markdown", type=Path, help="also write the table in the docs' layout to this file")
+    p.add_argument("--markdown", type=Path, help="also write the tables of docs/detector.md and the README here")
     p.add_argument("--from-json", type=Path, help="report and plot a saved front.json again (no training, no timing)")
     args = p.parse_args()
     if args.from_json:
@@ -294,6 +303,7 @@ def main() -> None:
                **{m: last[m]["mean"] for m in bench_learning.METRICS}, "AP_std": last["AP"]["std"],
                "AP_min": last["AP"]["min"], "AP_max": last["AP"]["max"],
                "AP_best_weights": q["scores"]["best"]["AP"]["mean"], "dets_per_photo": dets[name],
+               "AP_per_class": {c: s["mean"] for c, s in q["per_class"].items()},
                "ms": {rt: statistics.median(t[name]) for rt, t in timings.items()}}
         for key, runtimes in (("float", FLOAT_RUNTIMES), ("any", FLOAT_RUNTIMES + INT8_RUNTIMES)):
             rt, ms = best(timings, name, runtimes)
@@ -351,7 +361,7 @@ def report(rows: list[dict], runtimes: list[str], title: str, ylabel: str, args)
     plot(rows, args.plot, title, ylabel)
     print(f"\nplot: {args.plot}")
     if getattr(args, "markdown", None):
-        args.markdown.write_text(markdown_table(rows, runtimes))
+        args.markdown.write_text(markdown_table(rows, runtimes) + "\n" + markdown_table(rows, runtimes, compact=True))
         print(f"docs table: {args.markdown}")
 
 

@@ -310,9 +310,10 @@ def predict_peer(run: dict, weights: str, images: list, args, env: dict) -> list
 
 
 def score(evaluator, detections: list) -> dict:
-    """AP (0.5:0.95), AP50, AP75 from ghostdet's COCO evaluator on its pycocotools backend (the official numbers)."""
+    """AP (0.5:0.95), AP50, AP75 and each class's AP from ghostdet's COCO evaluator on its pycocotools backend (the
+    official numbers)."""
     metrics = evaluator.evaluate(detections)
-    return {k: metrics[k] for k in METRICS}
+    return {**{k: metrics[k] for k in METRICS}, "per_class": metrics["per_class"]}
 
 
 def spread(values: list[float]) -> dict:
@@ -337,6 +338,8 @@ def aggregate(runs: list[dict]) -> list[dict]:
         p["seeds"] = [r["seed"] for r in p["runs"]]
         p["scores"] = {which: {m: spread([r["scores"][which][m] for r in p["runs"]]) for m in METRICS}
                        for which in p["runs"][0]["scores"]}
+        p["per_class"] = {name: spread([r["scores"]["last"]["per_class"][name] for r in p["runs"]])
+                          for name in p["runs"][0]["scores"]["last"].get("per_class", {})}
         p["wall_s"] = statistics.fmean(r["wall_s"] for r in p["runs"])
         p["epoch_s_median"] = statistics.fmean(r["epoch_s_median"] for r in p["runs"])
     return list(points.values())
@@ -423,7 +426,7 @@ def train_and_score(args) -> tuple[list[dict], dict]:
             # a score is kept beside the weights (same weights file, ground truth and settings: the same number), so
             # the final --reuse run of a parallel sweep does not predict everything again
             key = {"weights": weights, "mtime": os.path.getmtime(weights), "gt": gt_digest, "model": run["model"],
-                   "imgsz": run["imgsz"], "conf": CONF, "iou": IOU, "max_det": MAX_DET}
+                   "imgsz": run["imgsz"], "conf": CONF, "iou": IOU, "max_det": MAX_DET, "per_class": True}
             cache = Path(weights).parent / f"score_{which}_{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:12]}.json"
             if cache.is_file():
                 run["scores"][which] = json.loads(cache.read_text())
