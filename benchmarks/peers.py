@@ -241,16 +241,18 @@ def _detector_defaults() -> dict:
 
 def ghostdet_postprocess() -> Callable:
     """``post(outputs, photo)`` for a ghostdet graph's ``(boxes, scores)``: ``ghostdet.models.postprocess`` at the
-    Detector's defaults with conf 0.25 (boxes clipped to the input first, as Detector does), then back to the
+    Detector's defaults with conf 0.25 on one PyTorch thread (boxes clipped to the input first, as Detector does), then back to the
     photo's pixels."""
     from ghostdet.data.letterbox import unletterbox_boxes
     from ghostdet.models.postprocess import postprocess
+    from ghostdet.utils.timing import torch_threads
 
     s = _detector_defaults()
 
     def post(outputs, photo: Photo):
         boxes, scores = outputs[0], outputs[1]
-        kept = postprocess(boxes, scores, CONF, s["iou"], s["max_det"], clip_shape=photo.input_hw)
+        with torch_threads(1):  # as the Detector runs it after a runtime other than PyTorch
+            kept = postprocess(boxes, scores, CONF, s["iou"], s["max_det"], clip_shape=photo.input_hw)
         return [(unletterbox_boxes(k["boxes"], photo.ratio, photo.pad, photo.orig_hw), k["scores"], k["labels"])
                 for k in kept]
 

@@ -11,6 +11,7 @@ arrays from ``cv2.imread`` / ``cv2.VideoCapture`` (ultralytics' convention).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from ghostdet.inference.sources import Frame, MediaFile, array_to_rgb, collect_s
 from ghostdet.utils.device import select_device
 from ghostdet.utils.errors import CheckpointError, ConfigError, DataError
 from ghostdet.utils.imgsz import input_hw, max_stride
+from ghostdet.utils.timing import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -261,9 +263,13 @@ class Detector:
             kept = nms_outputs_to_detections(outputs, len(frames), conf, max_det, classes)
         else:
             boxes, scores = outputs
-            # clipped to the input before NMS, exactly as evaluation does (eval.loop), so detect and eval agree
-            kept = postprocess(boxes[: len(frames)], scores[: len(frames)], conf, iou, max_det, classes,
-                               clip_shape=tuple(batch.shape[-2:]))
+            # Another runtime's worker threads keep spinning for a while after it returns, so a PyTorch op on more
+            # than one thread waits for a core it cannot get: ONNX Runtime at 2 threads on 2 cores made this step
+            # 6.9-7.5 ms instead of 0.3 ms (gghost_yolo @160, docs/detector.md). The tensors are small: one thread.
+            with torch_threads(1) if self.backend.kind not in ("pytorch", "torchscript") else contextlib.nullcontext():
+                # clipped to the input before NMS, exactly as evaluation does (eval.loop), so detect and eval agree
+                kept = postprocess(boxes[: len(frames)], scores[: len(frames)], conf, iou, max_det, classes,
+                                   clip_shape=tuple(batch.shape[-2:]))
         results = []
         for frame, found, (ratio, pad, shape) in zip(frames, kept, geometry):
             labels = found["labels"].cpu().numpy().astype(np.int64)

@@ -6,6 +6,7 @@ figures are comparable.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
@@ -23,6 +24,20 @@ def set_threads(threads: int | None = None) -> int:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(int(threads))
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """PyTorch's intra-op threads set to ``threads`` inside the block, restored after it (process-wide setting)."""
+    before = torch.get_num_threads()
+    if before == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def measure_latency(fn: Callable[[], object], warmup: int = 5, repeats: int = 20, device: str | torch.device = "cpu") -> dict:
