@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import peers as peer_models  # noqa: E402
-from race_data import make_multi, make_raccoon_person  # noqa: E402
+from race_data import make_multi, make_raccoon_person, yolo_lines  # noqa: E402
 from ghostdet.utils.device import cpu_name  # noqa: E402
 
 SHARED = peer_models.SHARED
@@ -157,10 +157,7 @@ def write_yolo_copy(splits: dict, out: Path, name: str) -> Path:
     for split, ds in splits.items():
         for rec in ds.records:
             src = Path(rec.file).resolve()
-            lines = [f"{int(c)} {(x1 + x2) / 2 / rec.width:.6f} {(y1 + y2) / 2 / rec.height:.6f} "
-                     f"{(x2 - x1) / rec.width:.6f} {(y2 - y1) / rec.height:.6f}"
-                     for (x1, y1, x2, y2), c in zip(rec.boxes.tolist(), rec.labels.tolist())]
-            content[f"{split}/{src.name}"] = [str(src), lines]
+            content[f"{split}/{src.name}"] = [str(src), yolo_lines(rec)]
     names = list(splits["train"].names)
     manifest = {"names": names, "files": content}
     root = out / f"yolo_data_{name.replace(' ', '_')}"

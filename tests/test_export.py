@@ -158,6 +158,7 @@ def test_file_backend_postprocess_runs_on_one_torch_thread(exported_onnx, coco12
     post-processing of a file backend on one PyTorch thread and gives the caller's setting back."""
     import ghostdet.models.postprocess as post
     from ghostdet import Detector
+    from ghostdet.utils.timing import torch_threads
 
     seen = []
     original = post.postprocess
@@ -167,11 +168,7 @@ def test_file_backend_postprocess_runs_on_one_torch_thread(exported_onnx, coco12
         return original(*args, **kwargs)
 
     monkeypatch.setattr(post, "postprocess", spy)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):  # a 2-core user's default
         result = Detector.from_onnx(exported_onnx[0], conf=0.05).predict(
             coco128 / "images" / "train2017" / "000000000009.jpg")
         assert seen == [1] and torch.get_num_threads() == 2 and len(result) == 1
-    finally:
-        torch.set_num_threads(before)
