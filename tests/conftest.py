@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from ghostdet.utils.timing import torch_threads
 from helpers import HALF_WIDTH_MODEL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -59,10 +60,8 @@ def _seed_everything():
 def one_thread():
     """Small forward passes run faster on one thread than on oversubscribed ones on a shared 2-core CPU;
     the caller's setting is restored afterwards. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 # ------------------------------------------------------------------------------ a briefly trained model

@@ -22,7 +22,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 
 from ghostdet.engine import train
@@ -50,18 +49,8 @@ def learning_overrides(raccoon: Path, seed: int = 0) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
 
 
-@pytest.fixture
-def one_torch_thread():
-    # on a 2-core CPU shared with other work, one intra-op thread is several times faster than two that
-    # spin-wait for each other (docs/training.md, "Measured"); the loader workers use the other core
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
-def test_trainer_learns_raccoon(raccoon, tmp_path, one_torch_thread):
+def test_trainer_learns_raccoon(raccoon, tmp_path, one_thread):  # loader workers take the other core
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=learning_overrides(raccoon))
     best = train(cfg, tmp_path / "run")
@@ -87,7 +76,7 @@ MIN_SHORT_MAP50 = 0.15
 
 
 @pytest.mark.slow
-def test_default_config_learns_shapes_in_three_epochs(tmp_path, one_torch_thread):
+def test_default_config_learns_shapes_in_three_epochs(tmp_path, one_thread):
     """A short first run (what users try first) learns: mosaic closes at once, and BatchNorm statistics with no
     mosaic epoch behind them keep updating. About 2 minutes on an idle 2-core CPU."""
     overrides = [f"epochs={SHORT_EPOCHS}", f"data.root={tmp_path / 'shapes'}", "progress=false", "tensorboard=false"]

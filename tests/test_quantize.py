@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from helpers import RACCOON_IMGSZ as IMGSZ
 from helpers import assert_one_line_error, raccoon_data, run_main_in_process, run_tools_concurrently
